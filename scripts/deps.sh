@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system packages onair needs when they are missing:
+# libsrt (cgo, for srtgo), ffmpeg/ffprobe (transcoding and tests),
+# srt-tools (srt-live-transmit, a second real SRT client for tests).
+# Chromium comes with the WebRTC work. Safe to run repeatedly.
+set -euo pipefail
+
+need=()
+pkg-config --exists srt 2>/dev/null || dpkg -s libsrt-openssl-dev >/dev/null 2>&1 || need+=(libsrt-openssl-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v srt-live-transmit >/dev/null || need+=(srt-tools)
+command -v gcc >/dev/null || need+=(gcc)
+for p in "$@"; do
+  case "$p" in
+    chromium) command -v chromium >/dev/null || need+=(chromium chromium-driver) ;;
+  esac
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! $sudo apt-get install -y --no-install-recommends "${need[@]}" >/tmp/onair-apt.log 2>&1; then
+  $sudo apt-get update >/tmp/onair-apt-update.log 2>&1
+  $sudo apt-get install -y --no-install-recommends "${need[@]}" >/tmp/onair-apt.log 2>&1 || {
+    tail -20 /tmp/onair-apt.log >&2; echo "deps: apt-get install ${need[*]} failed" >&2; exit 1; }
+fi
