@@ -42,8 +42,13 @@ type (
 		MSN   uint64
 		Err   error
 	}
-	// End: no more segments will come; the layer stops once all are stored.
-	End struct{}
+	// End: no more segments will come. The layer logs stream.ended
+	// (after its segments, on the same ordered queue) and stops once all
+	// are stored.
+	End struct {
+		Reason    string
+		MediaTime int64
+	}
 	// GetIndex asks for an Index answer.
 	GetIndex struct{}
 	// Index is the layer's view of its segments.
@@ -114,8 +119,13 @@ func (l *Layer) Receive(ctx *actors.Context, msg any) []actors.Effect {
 		}
 		return append(fx, l.maybeStop(ctx)...)
 	case End:
+		if l.ended {
+			return nil
+		}
 		l.ended = true
-		return l.maybeStop(ctx)
+		ev := actors.NewEvent(l.stream, ctx.Now, m.MediaTime)
+		ev.Body = &events.Event_StreamEnded{StreamEnded: &events.StreamEnded{SessionId: l.session, Reason: m.Reason}}
+		return append([]actors.Effect{actors.Append{Stream: l.stream, Events: []*events.Event{ev}}}, l.maybeStop(ctx)...)
 	case GetIndex:
 		return []actors.Effect{actors.Respond{Msg: l.index()}}
 	}

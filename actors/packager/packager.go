@@ -52,7 +52,10 @@ type (
 		Config *av.TrackConfig
 	}
 	// End flushes the open parts and segments and closes the session.
-	End struct{ Reason string }
+	End struct {
+		Reason    string
+		MediaTime int64
+	}
 )
 
 // Effects for the delivery host.
@@ -116,6 +119,13 @@ type track struct {
 	lastDur int64
 	// audio: exact sample clock, so 90 kHz rounding never jitters
 	nextTS int64 // track timescale, -1 until first frame
+	queue  []queued
+}
+
+// queued is an audio frame waiting to learn which part it belongs to.
+type queued struct {
+	at, dur int64 // 90 kHz
+	sample  cmaf.Sample
 }
 
 // Packager is the behaviour. Create with New.
@@ -128,6 +138,7 @@ type Packager struct {
 	media0             int64
 	tracks             map[string]*track
 	cuts               []boundary // video cuts not yet applied to audio
+	videoPos           int64      // video has been cut up to here (90 kHz)
 	ended              bool
 }
 
@@ -160,13 +171,9 @@ func (p *Packager) Receive(ctx *actors.Context, msg any) []actors.Effect {
 		}
 		p.ended = true
 		var fx []actors.Effect
-		for _, name := range []string{Video, Audio} {
-			if t := p.tracks[name]; t != nil {
-				fx = append(fx, p.flush(t)...)
-			}
-		}
+		fx = append(fx, p.flushVideoThenAudio()...)
 		return append(fx, Closed{Stream: p.stream, Gen: p.gen},
-			actors.Send{To: p.layer, Msg: layer.End{}},
+			actors.Send{To: p.layer, Msg: layer.End{Reason: m.Reason, MediaTime: m.MediaTime}},
 			actors.Stop{Name: ctx.Self})
 	}
 	return nil
@@ -177,6 +184,9 @@ func (p *Packager) frame(m Frame) []actors.Effect {
 	t := p.tracks[m.Track]
 	if m.Config != nil && (t == nil || !sameConfig(&t.cfg, m.Config)) {
 		if t != nil {
+			if m.Track == Audio {
+				fx = append(fx, p.drainAudio(true)...)
+			}
 			fx = append(fx, p.flush(t)...)
 			if m.Track == Video {
 				p.cuts = append(p.cuts, boundary{at: m.Frame.DTS, segment: true})
@@ -222,8 +232,11 @@ func (p *Packager) video(t *track, f av.Frame) []actors.Effect {
 			if segCut {
 				fx = append(fx, p.cutSegment(t)...)
 			}
-			if _, ok := p.tracks[Audio]; ok {
-				p.cuts = append(p.cuts, boundary{at: f.DTS, segment: segCut})
+			// Audio follows these cuts; an audio track may still appear,
+			// so a video-only stream keeps just the recent ones.
+			p.cuts = append(p.cuts, boundary{at: f.DTS, segment: segCut})
+			if _, ok := p.tracks[Audio]; !ok && len(p.cuts) > 64 {
+				p.cuts = append(p.cuts[:0], p.cuts[len(p.cuts)-16:]...)
 			}
 		}
 	} else if t.lastDur == 0 {
@@ -234,7 +247,8 @@ func (p *Packager) video(t *track, f av.Frame) []actors.Effect {
 	if !t.open {
 		t.open, t.segStart, t.segPTS, t.partStart = true, f.DTS, f.PTS, f.DTS
 	}
-	return fx
+	p.videoPos = f.DTS
+	return append(fx, p.drainAudio(false)...)
 }
 
 func (p *Packager) addVideo(t *track, f *av.Frame, dur int64) {
@@ -264,37 +278,64 @@ func (p *Packager) audio(t *track, f av.Frame) []actors.Effect {
 		t.nextTS = f.DTS * t.scale / av.ClockRate // first frame, or a real gap
 	}
 	at := t.nextTS * av.ClockRate / t.scale
-	dur90 := samples * av.ClockRate / t.scale
-	// Audio parts never exceed the part target on their own clock; they
-	// also end where video parts end, and audio segments end at (or, when
-	// audio runs ahead of video in the mux, just after) video segment cuts.
-	partCut := t.open && t.partDur+dur90 > p.partTarget
-	segCut := false
-	if _, hasVideo := p.tracks[Video]; hasVideo {
-		for len(p.cuts) > 0 && at+dur90/2 > p.cuts[0].at {
-			partCut = true
-			segCut = segCut || p.cuts[0].segment
-			p.cuts = p.cuts[1:]
-		}
-	} else {
-		segCut = partCut && at-t.segStart >= p.minSegment
-	}
-	var fx []actors.Effect
-	if partCut {
-		fx = append(fx, p.cutPart(t)...)
-		if segCut {
-			fx = append(fx, p.cutSegment(t)...)
-		}
-	}
-	if !t.open {
-		t.open, t.segStart, t.segPTS = true, at, at
-	}
-	if len(t.samples) == 0 {
-		t.partStart = at
-	}
-	t.samples = append(t.samples, cmaf.Sample{DTS: uint64(t.nextTS), Dur: uint32(samples), Key: true, Data: f.Data})
-	t.partDur += dur90
+	t.queue = append(t.queue, queued{at: at, dur: samples * av.ClockRate / t.scale,
+		sample: cmaf.Sample{DTS: uint64(t.nextTS), Dur: uint32(samples), Key: true, Data: f.Data}})
 	t.nextTS += samples
+	return p.drainAudio(false)
+}
+
+// maxAudioQueue is how far audio may wait for video to reveal its cuts
+// before it is packaged on its own clock (a stalled or missing video track).
+const maxAudioQueue = av.ClockRate
+
+// drainAudio packages queued audio frames whose part is known. With video,
+// audio parts end exactly where video parts end, so a frame is placed only
+// once video has passed it; all frames are placed when flushing.
+func (p *Packager) drainAudio(flush bool) []actors.Effect {
+	t := p.tracks[Audio]
+	if t == nil || t.mux == nil {
+		return nil
+	}
+	_, hasVideo := p.tracks[Video]
+	var fx []actors.Effect
+	for len(t.queue) > 0 {
+		q := t.queue[0]
+		if hasVideo && len(p.cuts) > 0 && q.at+q.dur/2 > p.cuts[0].at {
+			// Audio segments end where video segments end (to the nearest
+			// audio frame), so both renditions have the same segments.
+			// Audio parts keep their own clock: audio frames do not divide
+			// a video part, and a part must not outgrow PART-TARGET.
+			if p.cuts[0].segment {
+				fx = append(fx, p.cutPart(t)...)
+				fx = append(fx, p.cutSegment(t)...)
+			}
+			p.cuts = p.cuts[1:]
+			continue
+		}
+		known := !hasVideo || flush || q.at+q.dur <= p.videoPos ||
+			t.queue[len(t.queue)-1].at-q.at > maxAudioQueue
+		if !known {
+			break
+		}
+		if t.open && t.partDur+q.dur > p.partTarget {
+			seg := q.at-t.segStart >= p.minSegment
+			fx = append(fx, p.cutPart(t)...)
+			// Audio-only streams, or video that stopped cutting: segments
+			// on audio's own clock.
+			if seg && (!hasVideo || q.at-t.segStart >= 4*p.minSegment) {
+				fx = append(fx, p.cutSegment(t)...)
+			}
+		}
+		if !t.open {
+			t.open, t.segStart, t.segPTS = true, q.at, q.at
+		}
+		if len(t.samples) == 0 {
+			t.partStart = q.at
+		}
+		t.samples = append(t.samples, q.sample)
+		t.partDur += q.dur
+		t.queue = t.queue[1:]
+	}
 	return fx
 }
 
@@ -352,6 +393,19 @@ func (p *Packager) cutSegment(t *track) []actors.Effect {
 	t.discon = false
 	t.segParts = nil
 	t.segDur = 0
+	return fx
+}
+
+// flushVideoThenAudio closes both tracks at the end of the session.
+func (p *Packager) flushVideoThenAudio() []actors.Effect {
+	var fx []actors.Effect
+	if v := p.tracks[Video]; v != nil {
+		fx = append(fx, p.flush(v)...)
+	}
+	fx = append(fx, p.drainAudio(true)...)
+	if a := p.tracks[Audio]; a != nil {
+		fx = append(fx, p.flush(a)...)
+	}
 	return fx
 }
 

@@ -234,12 +234,12 @@ func (s *Stream) disconnected(ctx *actors.Context, reason string) []actors.Effec
 }
 
 func (s *Stream) end(ctx *actors.Context, reason string) []actors.Effect {
-	ev := actors.NewEvent(s.name, ctx.Now, s.nextMedia)
-	ev.Body = &events.Event_StreamEnded{StreamEnded: &events.StreamEnded{SessionId: s.session, Reason: reason}}
+	// The packager flushes its open segments to the layer, and the layer
+	// logs stream.ended after them, so the log reads in the order things
+	// became durable.
 	fx := []actors.Effect{
 		actors.CancelTimer{Key: "grace"},
-		actors.Send{To: s.packager, Msg: packager.End{Reason: reason}},
-		actors.Append{Stream: s.name, Events: []*events.Event{ev}},
+		actors.Send{To: s.packager, Msg: packager.End{Reason: reason, MediaTime: s.nextMedia}},
 		actors.Log{Level: actors.LevelInfo, Msg: "stream ended", Args: []any{"stream", s.name, "session", s.session, "reason", reason}},
 	}
 	s.state = Idle

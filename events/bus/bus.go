@@ -36,7 +36,10 @@ func New(logger *slog.Logger) *Bus {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	gc := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, watermill.NewSlogLogger(logger.With("component", "bus")))
+	// watermill reports every message without subscribers at info level;
+	// only its warnings and errors belong in onair's log.
+	quiet := slog.New(minLevel{logger.Handler(), slog.LevelWarn}).With("component", "bus")
+	gc := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 1024}, watermill.NewSlogLogger(quiet))
 	return &Bus{pub: gc, sub: gc, gc: gc, log: logger}
 }
 
@@ -97,3 +100,16 @@ func (b *Bus) subscribe(ctx context.Context, topic string) (<-chan *events.Event
 
 // Close stops the bus; subscriptions end.
 func (b *Bus) Close() error { return b.gc.Close() }
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler { return minLevel{m.Handler.WithAttrs(a), m.min} }
+func (m minLevel) WithGroup(g string) slog.Handler      { return minLevel{m.Handler.WithGroup(g), m.min} }
