@@ -132,7 +132,9 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	return nil
 }
 
-func (s *server) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path) }
+func (s *server) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path)
+}
 
 func (s *server) kill(sig syscall.Signal) {
 	select {

@@ -65,18 +65,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 		return fmt.Errorf("event log: %w", err)
 	}
 	defer elog.Close()
-	blobs, err := blob.Open(filepath.Join(cfg.DataDir, "blobs"))
+	c, err := newCore(cfg, log, elog)
 	if err != nil {
-		return fmt.Errorf("blob store: %w", err)
+		return err
 	}
-
-	h := host.New(host.Config{Log: elog, Logger: log, Seed: uint64(time.Now().UnixNano())})
-	hlsCfg := llhls.Config{PartTarget: cfg.PartTarget, TargetDuration: cfg.TargetDuration, Window: cfg.Window, Logger: log}
-	hls := llhls.NewServer(log)
-	d := &delivery{host: h, hls: hls, cfg: hlsCfg, blobs: blobs, elog: elog, now: time.Now, log: log, groups: map[string]*llhls.Group{}}
-	d.register(h)
-
-	streamCfg := stream.Config{Grace: cfg.Grace, Packager: packager.Config{PartTarget: cfg.PartTarget, MinSegment: cfg.MinSegment}}
+	h, hls, streamCfg := c.host, c.hls, c.streamCfg
 
 	// HTTP first, so a port conflict fails before publishers are accepted.
 	mux := http.NewServeMux()
@@ -185,4 +178,27 @@ func addrString(a net.Addr) string {
 		return "off"
 	}
 	return a.String()
+}
+
+// core is the media engine without network listeners: actors, LL-HLS
+// delivery and the recording path. Benchmarks drive it directly.
+type core struct {
+	host      *host.Host
+	hls       *llhls.Server
+	delivery  *delivery
+	streamCfg stream.Config
+}
+
+func newCore(cfg *config, log *slog.Logger, elog *store.Store) (*core, error) {
+	blobs, err := blob.Open(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
+	h := host.New(host.Config{Log: elog, Logger: log, Seed: uint64(time.Now().UnixNano())})
+	hlsCfg := llhls.Config{PartTarget: cfg.PartTarget, TargetDuration: cfg.TargetDuration, Window: cfg.Window, Logger: log}
+	hls := llhls.NewServer(log)
+	d := &delivery{host: h, hls: hls, cfg: hlsCfg, blobs: blobs, elog: elog, now: time.Now, log: log, groups: map[string]*llhls.Group{}}
+	d.register(h)
+	return &core{host: h, hls: hls, delivery: d,
+		streamCfg: stream.Config{Grace: cfg.Grace, Packager: packager.Config{PartTarget: cfg.PartTarget, MinSegment: cfg.MinSegment}}}, nil
 }

@@ -307,3 +307,4 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	return s.db.Close()
 }
+const readChunk = 256
