@@ -23,20 +23,22 @@ import (
 // segment decode with ffprobe.
 func TestSRTToLLHLS(t *testing.T) {
 	requireTools(t)
-	for _, tc := range []struct{ codec, probeName, codecsPrefix string }{
-		{"h264", "h264", "avc1."}, {"h265", "hevc", "hvc1."},
+	for _, tc := range []struct{ codec, probeName, codecsPrefix, audio, audioCodecs string }{
+		{"h264", "h264", "avc1.", "aac", "mp4a.40.2"},
+		{"h265", "hevc", "hvc1.", "aac", "mp4a.40.2"},
+		{"h264", "h264", "avc1.", "opus", "opus"},
 	} {
-		t.Run(tc.codec, func(t *testing.T) {
+		t.Run(tc.codec+"+"+tc.audio, func(t *testing.T) {
 			t.Parallel()
 			s := startServer(t, t.TempDir())
-			publish(t, s, pubOpts{codec: tc.codec, streamID: "publish:live/demo"})
+			publish(t, s, pubOpts{codec: tc.codec, audio: tc.audio, streamID: "publish:live/demo"})
 			video := waitPlaylist(t, s.url("/live/demo/video.m3u8"), 3, 30*time.Second)
 
 			code, hdr, mv := get(t, s.url("/live/demo/index.m3u8"))
 			if code != 200 || hdr.Get("Content-Type") != "application/vnd.apple.mpegurl" {
 				t.Fatalf("multivariant: %d %q", code, hdr.Get("Content-Type"))
 			}
-			for _, want := range []string{"#EXT-X-STREAM-INF:", "BANDWIDTH=", "CODECS=\"" + tc.codecsPrefix, "mp4a.40.2",
+			for _, want := range []string{"#EXT-X-STREAM-INF:", "BANDWIDTH=", "CODECS=\"" + tc.codecsPrefix, "," + tc.audioCodecs + "\"",
 				"RESOLUTION=640x360", `AUDIO="audio"`, "#EXT-X-MEDIA:TYPE=AUDIO", `URI="audio.m3u8"`, "video.m3u8"} {
 				if !strings.Contains(string(mv), want) {
 					t.Errorf("multivariant lacks %q:\n%s", want, mv)
@@ -69,8 +71,15 @@ func TestSRTToLLHLS(t *testing.T) {
 			ap := parsePlaylist(t, waitPlaylist(t, abase, 2, 10*time.Second))
 			ainit := mustGet(t, resolve(abase, ap.mapURI))
 			aseg := mustGet(t, resolve(abase, ap.segURIs[0]))
-			if a := probe(t, append(append([]byte{}, ainit...), aseg...)); a.CodecName != "aac" || a.SampleRate != "48000" {
+			if a := probe(t, append(append([]byte{}, ainit...), aseg...)); a.CodecName != tc.audio || a.SampleRate != "48000" {
 				t.Errorf("audio probes as %+v", a)
+			}
+
+			// A real HLS client (ffmpeg's demuxer) plays the live stream
+			// from the multivariant playlist: video and audio decode.
+			vFrames, aFrames := playHLS(t, s.url("/live/demo/index.m3u8"), 3)
+			if vFrames < 60 || aFrames < 50 {
+				t.Errorf("ffmpeg played %d video and %d audio frames in 3 s", vFrames, aFrames)
 			}
 
 			// HTTP/2 without TLS (h2c) serves the same playlist.
@@ -85,6 +94,25 @@ func TestSRTToLLHLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// playHLS plays url with ffmpeg for secs seconds and counts decoded frames
+// per stream (framecrc lines: stream index first).
+func playHLS(t *testing.T, url string, secs int) (video, audio int) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-i", url, "-t", fmt.Sprint(secs), "-f", "framecrc", "-").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg playing %s: %v", url, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "0,"):
+			video++
+		case strings.HasPrefix(line, "1,"):
+			audio++
+		}
+	}
+	return video, audio
 }
 
 func h2cOnly() *http.Protocols {
@@ -385,4 +413,3 @@ func typeNames(evs []*events.Event) []string {
 }
 
 var _ = errors.Is
-var _ = exec.Command

@@ -160,6 +160,7 @@ type publisher struct {
 
 type pubOpts struct {
 	codec      string // "h264" (default) or "h265"
+	audio      string // "aac" (default) or "opus"
 	streamID   string
 	passphrase string
 	seconds    int
@@ -182,7 +183,12 @@ func publish(t testing.TB, s *server, o pubOpts) *publisher {
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=f=440:sample_rate=48000",
 		"-t", strconv.Itoa(o.seconds)}
 	args = append(args, vcodec...)
-	args = append(args, "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", u)
+	acodec := []string{"-c:a", "aac", "-b:a", "64k"}
+	if o.audio == "opus" {
+		acodec = []string{"-c:a", "libopus", "-b:a", "64k"}
+	}
+	args = append(args, acodec...)
+	args = append(args, "-f", "mpegts", u)
 	p := &publisher{cmd: exec.Command("ffmpeg", args...), out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
