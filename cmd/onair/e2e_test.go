@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -413,3 +414,38 @@ func typeNames(evs []*events.Event) []string {
 }
 
 var _ = errors.Is
+
+// TestGraceExpiryEndsStream: a publisher that does not come back within the
+// grace period ends the stream cleanly: players get EXT-X-ENDLIST and the
+// log says stream.ended after the last recorded segment.
+func TestGraceExpiryEndsStream(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	data := t.TempDir()
+	s := startServer(t, data, "-grace", "1s")
+	pub := publish(t, s, pubOpts{streamID: "publish:live/gone"})
+	u := s.url("/live/gone/video.m3u8")
+	waitPlaylist(t, u, 2, 30*time.Second)
+	pub.kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, body := get(t, u)
+		if code == 200 && strings.Contains(string(body), "#EXT-X-ENDLIST") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ENDLIST after the grace period: %d\n%s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.kill(syscall.SIGTERM)
+	evs := readLog(t, data, "live/gone")
+	checkLog(t, data, evs)
+	names := typeNames(evs)
+	if names[len(names)-1] != "stream.ended" || !strings.Contains(evs[len(evs)-1].GetStreamEnded().GetReason(), "grace") {
+		t.Errorf("log ends with %v (%v)", names[len(names)-1], evs[len(evs)-1])
+	}
+	if !slices.Contains(names, "publisher.disconnected") {
+		t.Errorf("no publisher.disconnected in %v", names)
+	}
+}
