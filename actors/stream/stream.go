@@ -115,6 +115,7 @@ type Stream struct {
 	// Timeline: out = in + offset, per publisher connection.
 	offset     int64
 	needAnchor bool  // the next keyframe (re)anchors offset
+	anchorAt   int64 // media time the current anchor starts at
 	nextMedia  int64 // media time just after the last frame forwarded
 	lastDTS    map[string]int64
 	lastDur    map[string]int64
@@ -273,6 +274,7 @@ func (s *Stream) frame(ctx *actors.Context, m Frame) []actors.Effect {
 			return nil
 		}
 		s.offset = s.nextMedia - f.DTS
+		s.anchorAt = s.nextMedia
 		s.needAnchor = false
 		if !s.started {
 			s.started = true
@@ -280,6 +282,12 @@ func (s *Stream) frame(ctx *actors.Context, m Frame) []actors.Effect {
 		}
 	}
 	dts, pts := f.DTS+s.offset, f.PTS+s.offset
+	if dts < s.anchorAt {
+		// Sampled before the keyframe the timeline (re)starts at, e.g.
+		// audio muxed slightly ahead of video: it has no place on it.
+		s.dropped++
+		return fx
+	}
 	if last, ok := s.lastDTS[m.Track]; ok {
 		step := dts - last
 		if step <= 0 || step > maxJump {

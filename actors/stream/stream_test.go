@@ -211,3 +211,19 @@ func fmtEffect(e actors.Effect) string {
 	}
 	return "effect"
 }
+
+// TestAudioBeforeKeyframeDropped: audio sampled before the keyframe the
+// timeline starts at would land before media time 0; it is dropped.
+func TestAudioBeforeKeyframeDropped(t *testing.T) {
+	h := newHarness()
+	h.send(Connect{PublisherID: "a"})
+	h.send(Frame{PublisherID: "a", Track: "video", Frame: video(90000, true)})
+	aac := av.Frame{Codec: av.AAC, DTS: 90000 - 1920, PTS: 90000 - 1920, Key: true, Data: []byte{1}}
+	if out := frames(h.send(Frame{PublisherID: "a", Track: "audio", Frame: aac})); len(out) != 0 {
+		t.Fatalf("audio before the keyframe forwarded at %d", out[0].Frame.DTS)
+	}
+	aac.DTS, aac.PTS = 90000+1920, 90000+1920
+	if out := frames(h.send(Frame{PublisherID: "a", Track: "audio", Frame: aac})); len(out) != 1 || out[0].Frame.DTS != 1920 {
+		t.Fatalf("audio after the keyframe: %v", out)
+	}
+}

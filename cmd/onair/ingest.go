@@ -140,11 +140,7 @@ func (m *messageReader) Read(p []byte) (int, error) {
 	if m.r == m.w {
 		n, err := m.conn.Read(m.buf[:])
 		if err != nil {
-			if errors.Is(err, srt.ErrPeerGone) || errors.Is(err, srt.ErrClosed) {
-				// A clean close and a lost peer both end the stream; say which.
-				return 0, fmt.Errorf("%w", err)
-			}
-			return 0, err
+			return 0, err // ErrPeerGone, ErrPeerIdle or ErrClosed: the reason is logged
 		}
 		m.r, m.w = 0, n
 	}
