@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // SchemaVersion is the schema version new events are written with.
@@ -35,6 +37,8 @@ var (
 	ErrCorrupt = errors.New("events: corrupt record")
 	// ErrFormat: a record format this build does not know (written by a newer onair).
 	ErrFormat = errors.New("events: unknown record format")
+	// ErrNilEvent: Encode was handed a nil *Event.
+	ErrNilEvent = errors.New("events: nil event")
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -44,19 +48,26 @@ func Encode(ev *Event) ([]byte, error) {
 	return AppendRecord(nil, ev)
 }
 
-// AppendRecord appends ev's record to dst.
+// AppendRecord appends ev's record to dst. On error dst is returned
+// unchanged.
 func AppendRecord(dst []byte, ev *Event) ([]byte, error) {
-	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0, RecordFormat)
-	dst, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(dst, ev)
-	if err != nil {
-		return nil, fmt.Errorf("events: encode %s: %w", ev.TypeName(), err)
+	if ev == nil {
+		return dst, ErrNilEvent
 	}
-	binary.BigEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
-	return dst, nil
+	start := len(dst)
+	out, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(append(dst, 0, 0, 0, 0, RecordFormat), ev)
+	if err != nil {
+		return dst, fmt.Errorf("events: encode %s: %w", ev.TypeName(), err)
+	}
+	binary.BigEndian.PutUint32(out[start:], crc32.Checksum(out[start+4:], castagnoli))
+	return out, nil
 }
 
-// Decode parses a record written by Encode.
+// Decode parses a record written by Encode. It fails with ErrCorrupt when
+// the checksum does not match and with ErrFormat for a record format from
+// a newer onair. Events of a newer schema version decode: fields and
+// payloads this build does not know are kept (TypeName "unknown") and
+// survive a re-encode.
 func Decode(rec []byte) (*Event, error) {
 	if len(rec) < headerLen {
 		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrCorrupt, len(rec), headerLen)
@@ -74,29 +85,43 @@ func Decode(rec []byte) (*Event, error) {
 	return ev, nil
 }
 
-// TypeName names the event's payload, e.g. "stream.announced"; "unknown"
-// for a payload this build does not know (a newer writer).
+// TypeName names the event's payload: the body field's name with its
+// first '_' turned into '.', e.g. "segment.stored" (events.proto says
+// how to name new payloads). An event without a payload, or with one
+// this build does not know (written by a newer onair), is "unknown".
 func (x *Event) TypeName() string {
 	if x == nil || x.Body == nil {
 		return "unknown"
 	}
-	switch x.Body.(type) {
-	case *Event_StreamAnnounced:
-		return "stream.announced"
-	case *Event_PublisherConnected:
-		return "publisher.connected"
-	case *Event_PublisherDisconnected:
-		return "publisher.disconnected"
-	case *Event_TrackConfigured:
-		return "track.configured"
-	case *Event_SegmentStored:
-		return "segment.stored"
-	case *Event_StreamEnded:
-		return "stream.ended"
+	fd := x.ProtoReflect().WhichOneof(body().oneof)
+	if fd == nil {
+		return "unknown"
 	}
-	// Fall back to the oneof wrapper's name so new payloads get a name
-	// without touching this switch.
-	n := fmt.Sprintf("%T", x.Body)
-	n = strings.TrimPrefix(n, "*events.Event_")
-	return strings.ToLower(n)
+	return body().names[fd.Number()]
 }
+
+// TypeNames lists every payload type this build knows, in field order.
+func TypeNames() []string {
+	fields := body().oneof.Fields()
+	out := make([]string, 0, fields.Len())
+	for i := range fields.Len() {
+		out = append(out, body().names[fields.Get(i).Number()])
+	}
+	return out
+}
+
+// body describes the payload oneof. Lazy: package variables are set before
+// events.pb.go's init registers the descriptors.
+var body = sync.OnceValue(func() (b struct {
+	oneof protoreflect.OneofDescriptor
+	names map[protoreflect.FieldNumber]string
+}) {
+	b.oneof = (&Event{}).ProtoReflect().Descriptor().Oneofs().ByName("body")
+	b.names = map[protoreflect.FieldNumber]string{}
+	fields := b.oneof.Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		b.names[f.Number()] = strings.Replace(string(f.Name()), "_", ".", 1)
+	}
+	return b
+})

@@ -41,7 +41,9 @@ type Options struct {
 	// MaxBatch caps how many appends share one transaction; default 4096.
 	MaxBatch int
 	// OnCommit runs after each durable commit, with that commit's events
-	// in log order, on the committer goroutine (keep it quick).
+	// in log order, on the committer goroutine, before the appenders get
+	// their answer: keep it quick and never call Append from it (the
+	// committer would wait for itself).
 	OnCommit func([]*events.Event)
 	Logger   *slog.Logger
 }
@@ -87,13 +89,21 @@ func Open(path string, opts Options) (*Store, error) {
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w (%s)", ErrLocked, path)
 	}
+	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrChecksum) {
+		// Both meta pages bad: more than a torn last commit, which bbolt
+		// survives by falling back to the other meta page.
+		return nil, fmt.Errorf("store: open %s: %w (the file is damaged or not an onair log; restore it from a backup)", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, opts: opts, reqs: make(chan *request, 1024)}
 	if err := s.check(); err != nil {
 		db.Close()
-		return nil, err
+		if errors.Is(err, events.ErrCorrupt) {
+			return nil, fmt.Errorf("store: open %s: %w (the log is damaged; restore it from a backup)", path, err)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s.wg.Add(1)
 	go s.commitLoop()
@@ -129,8 +139,22 @@ func (s *Store) Append(ctx context.Context, stream string, evs ...*events.Event)
 	if stream == "" {
 		return 0, ErrEmptyStream
 	}
+	if stream == string(metaBucket) {
+		return 0, fmt.Errorf("store: stream name %q is reserved; pick another", stream)
+	}
 	if len(evs) == 0 {
 		return s.LastSeq(stream)
+	}
+	for i, ev := range evs {
+		// A nil event would panic on the committer goroutine and take the
+		// process down with it.
+		if ev == nil {
+			return 0, fmt.Errorf("store: append to %q: event %d of %d is nil", stream, i, len(evs))
+		}
+	}
+	// An already finished ctx must not race an open queue slot.
+	if err := ctx.Err(); err != nil {
+		return 0, err
 	}
 	req := &request{stream: stream, evs: evs, done: make(chan result, 1)}
 	s.mu.RLock()
@@ -180,41 +204,30 @@ func (s *Store) commit(batch []*request) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		committed = committed[:0]
 		for i, r := range batch {
-			b, err := tx.CreateBucketIfNotExists([]byte(r.stream))
-			if err != nil {
-				results[i].err = fmt.Errorf("store: stream %q: %w", r.stream, err)
+			reqErr, txErr := s.put(tx, r)
+			if txErr != nil {
+				return txErr
+			}
+			if reqErr != nil {
+				// This request fails alone; the rest of the batch still commits.
+				results[i].err = reqErr
 				continue
 			}
-			var buf []byte
-			for _, ev := range r.evs {
-				seq, err := b.NextSequence()
-				if err != nil {
-					return err
-				}
-				ev.Stream, ev.Seq = r.stream, seq
-				if ev.SchemaVersion == 0 {
-					ev.SchemaVersion = events.SchemaVersion
-				}
-				buf, err = events.AppendRecord(buf[:0], ev)
-				if err != nil {
-					return err
-				}
-				// bbolt keeps the value slice until commit: give it its own copy.
-				if err := b.Put(seqKey(seq), append([]byte(nil), buf...)); err != nil {
-					return err
-				}
-				results[i].last = seq
-			}
+			results[i].last = r.evs[len(r.evs)-1].Seq
 			committed = append(committed, r.evs...)
 		}
 		return nil
 	})
-	for i, r := range batch {
-		if err != nil {
+	if err != nil {
+		committed = nil
+		for i, r := range batch {
 			results[i] = result{err: fmt.Errorf("store: commit: %w", err)}
+			unassign(r.evs)
 		}
-		r.done <- results[i]
 	}
+	// Counters and OnCommit before the answers: once Append returns, its
+	// events are in Stats and have been handed to OnCommit, and OnCommit
+	// never reads an event its appender is already free to change.
 	if err == nil {
 		s.statMu.Lock()
 		s.commits++
@@ -224,6 +237,54 @@ func (s *Store) commit(batch []*request) {
 			s.opts.OnCommit(committed)
 		}
 	}
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// put writes one request's events. reqErr fails only this request and
+// leaves the bucket untouched: every record is encoded before the first
+// Put, so an event that cannot be encoded (e.g. a string that is not
+// UTF-8) costs nothing. txErr, after some Puts, must abort the transaction.
+func (s *Store) put(tx *bolt.Tx, r *request) (reqErr, txErr error) {
+	var next uint64
+	if b := tx.Bucket([]byte(r.stream)); b != nil {
+		next = b.Sequence()
+	}
+	recs := make([][]byte, len(r.evs))
+	var err error
+	for i, ev := range r.evs {
+		next++
+		ev.Stream, ev.Seq = r.stream, next
+		if ev.SchemaVersion == 0 {
+			ev.SchemaVersion = events.SchemaVersion
+		}
+		// bbolt keeps the value slice until commit: each record owns its bytes.
+		if recs[i], err = events.Encode(ev); err != nil {
+			unassign(r.evs)
+			return fmt.Errorf("store: append to %q, event %d of %d: %w", r.stream, i, len(r.evs), err), nil
+		}
+	}
+	// Created only now, so a request that fails leaves no empty stream behind.
+	b, err := tx.CreateBucketIfNotExists([]byte(r.stream))
+	if err != nil {
+		unassign(r.evs)
+		return fmt.Errorf("store: stream %q: %w", r.stream, err), nil
+	}
+	for i, ev := range r.evs {
+		if err := b.Put(seqKey(ev.Seq), recs[i]); err != nil {
+			return nil, fmt.Errorf("stream %q seq %d: %w", r.stream, ev.Seq, err)
+		}
+	}
+	return nil, b.SetSequence(next)
+}
+
+// unassign clears the sequence numbers of events that were not stored, so
+// no caller mistakes them for logged ones.
+func unassign(evs []*events.Event) {
+	for _, ev := range evs {
+		ev.Seq = 0
+	}
 }
 
 func seqKey(seq uint64) []byte {
@@ -232,32 +293,77 @@ func seqKey(seq uint64) []byte {
 	return k[:]
 }
 
+// readChunk bounds how many events Read decodes per read transaction.
+const readChunk = 256
+
 // Read calls fn for each event of stream with Seq >= from, in order,
-// until fn returns an error (returned as is) or the log ends.
+// until fn returns an error (returned as is) or the log ends. It reads the
+// log as it was when Read began: events appended meanwhile, even by fn,
+// are not delivered.
+//
+// fn runs outside any bbolt transaction, so it may Append: an open read
+// transaction would block the commit that has to grow the file, and
+// Append would wait for it forever.
 func (s *Store) Read(stream string, from uint64, fn func(*events.Event) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(stream))
-		if b == nil {
-			return fmt.Errorf("%w: %q", ErrNoStream, stream)
-		}
-		c := b.Cursor()
-		for k, v := c.Seek(seqKey(from)); k != nil; k, v = c.Next() {
-			ev, err := events.Decode(v)
-			if err != nil {
-				return fmt.Errorf("store: stream %s seq %d: %w", stream, binary.BigEndian.Uint64(k), err)
+	var last uint64 // the newest seq when Read began
+	first := true
+	buf := make([]*events.Event, 0, readChunk)
+	for {
+		buf = buf[:0]
+		err := s.view(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte(stream))
+			if b == nil || stream == string(metaBucket) {
+				return fmt.Errorf("%w: %q", ErrNoStream, stream)
 			}
+			c := b.Cursor()
+			if first {
+				if k, _ := c.Last(); k != nil {
+					last = binary.BigEndian.Uint64(k)
+				}
+				first = false
+			}
+			for k, v := c.Seek(seqKey(from)); k != nil && len(buf) < readChunk; k, v = c.Next() {
+				seq := binary.BigEndian.Uint64(k)
+				if seq > last {
+					break
+				}
+				ev, err := events.Decode(v)
+				if err != nil {
+					return fmt.Errorf("store: stream %s seq %d: %w", stream, seq, err)
+				}
+				buf = append(buf, ev)
+				from = seq + 1
+			}
+			return nil
+		})
+		// Events before a damaged one are still delivered.
+		for _, ev := range buf {
 			if err := fn(ev); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+		if len(buf) < readChunk || from > last {
+			return nil
+		}
+	}
+}
+
+// view is db.View with a closed store reported as ErrClosed.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }
 
 // LastSeq is the sequence of stream's newest event, 0 for none.
 func (s *Store) LastSeq(stream string) (uint64, error) {
 	var last uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket([]byte(stream)); b != nil {
 			if k, _ := b.Cursor().Last(); k != nil {
 				last = binary.BigEndian.Uint64(k)
@@ -271,7 +377,7 @@ func (s *Store) LastSeq(stream string) (uint64, error) {
 // Streams lists every stream with a log.
 func (s *Store) Streams() ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 			if string(name) != string(metaBucket) {
 				out = append(out, string(name))
@@ -307,4 +413,3 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	return s.db.Close()
 }
-const readChunk = 256
