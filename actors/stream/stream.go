@@ -84,6 +84,14 @@ type (
 	graceOver struct{ Session string }
 )
 
+// LiveFrame is the effect that hands each frame, already on the stream's
+// timeline, to real-time outputs (WHEP viewers) alongside the packager.
+type LiveFrame struct {
+	Stream, Track string
+	Frame         av.Frame
+	Config        *av.TrackConfig
+}
+
 // Config tunes a stream.
 type Config struct {
 	// Grace is how long a dropped publisher may take to come back and
@@ -321,5 +329,6 @@ func (s *Stream) frame(ctx *actors.Context, m Frame) []actors.Effect {
 	}
 	s.frames++
 	f.DTS, f.PTS = dts, pts
-	return append(fx, actors.Send{To: s.packager, Msg: packager.Frame{Track: m.Track, Frame: f, Config: m.Config}})
+	return append(fx, actors.Send{To: s.packager, Msg: packager.Frame{Track: m.Track, Frame: f, Config: m.Config}},
+		LiveFrame{Stream: s.name, Track: m.Track, Frame: f, Config: m.Config})
 }

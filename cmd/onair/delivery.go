@@ -10,6 +10,7 @@ import (
 	"github.com/onair/onair/actors/host"
 	"github.com/onair/onair/actors/layer"
 	"github.com/onair/onair/actors/packager"
+	"github.com/onair/onair/actors/stream"
 	"github.com/onair/onair/events"
 	"github.com/onair/onair/events/blob"
 	"github.com/onair/onair/media/llhls"
@@ -27,6 +28,9 @@ type delivery struct {
 	now   func() time.Time
 	log   *slog.Logger
 
+	// live receives every frame for real-time outputs (WebRTC); nil drops them.
+	live func(stream.LiveFrame)
+
 	mu     sync.Mutex
 	groups map[string]*llhls.Group // by stream name, the live session's group
 }
@@ -38,6 +42,11 @@ func (d *delivery) register(h *host.Host) {
 	h.Handle(packager.SegmentReady{}, func(_ string, e actors.Effect) { d.segment(e.(packager.SegmentReady)) })
 	h.Handle(packager.Closed{}, func(_ string, e actors.Effect) { d.closed(e.(packager.Closed)) })
 	h.Handle(layer.Store{}, func(from string, e actors.Effect) { d.store(from, e.(layer.Store)) })
+	h.Handle(stream.LiveFrame{}, func(_ string, e actors.Effect) {
+		if d.live != nil {
+			d.live(e.(stream.LiveFrame))
+		}
+	})
 }
 
 func (d *delivery) group(stream string) *llhls.Group {

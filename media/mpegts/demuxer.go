@@ -28,9 +28,11 @@
 // Timestamps are the publisher's own, unwrapped past 2^33 on one timeline
 // shared by all tracks, not rebased to zero. A video access unit is
 // returned as soon as the next PES on its PID starts (ffmpeg and OBS send
-// unbounded video PES, so nothing can end one sooner); an audio PES is
-// returned when the next audio PES starts, its frames timed PES PTS +
-// i*1024 samples (AAC) or by the durations of the Opus packets before it.
+// unbounded video PES, so nothing can end one sooner). The frames of an
+// audio PES are returned as soon as the packet that completes it is read
+// (audio PES declare their length), or when the next PES on its PID
+// starts if the length does not add up; they are timed PES PTS + i*1024
+// samples (AAC) or by the durations of the Opus packets before them.
 //
 // # Limits
 //
@@ -103,6 +105,7 @@ type Option func(*options)
 type options struct {
 	log           *slog.Logger
 	maxSyncSearch int
+	noGather      bool
 }
 
 // WithLogger sets where the demuxer logs (default slog.Default()).
@@ -112,14 +115,19 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // packet boundaries before ReadFrame fails with ErrNoSync.
 func WithMaxSyncSearch(n int) Option { return func(o *options) { o.maxSyncSearch = n } }
 
+// withoutGathering leaves audio PES to astits as well, handed over when
+// the next PES on their PID starts: the reference tests compare with.
+func withoutGathering() Option { return func(o *options) { o.noGather = true } }
+
 // Demuxer reads frames from an MPEG-TS byte stream. ReadFrame is not safe
 // for concurrent use; Stats and Tracks may be called from any goroutine.
 type Demuxer struct {
-	ctx   context.Context
-	log   *slog.Logger
-	src   *syncReader
-	ts    *astits.Demuxer
-	stats counters
+	ctx      context.Context
+	log      *slog.Logger
+	noGather bool
+	src      *syncReader
+	ts       *astits.Demuxer
+	stats    counters
 
 	// psi holds the payload of the last single-packet PAT or PMT per PID:
 	// muxers repeat them every few hundred milliseconds, and skipping the
@@ -128,6 +136,10 @@ type Demuxer struct {
 	lastSingle *astits.Packet
 
 	pmtPIDs map[uint16]bool
+	// tablePIDs are the PMT PIDs the PAT names, which astits parses as
+	// tables whatever a PMT says.
+	tablePIDs map[uint16]bool
+
 	tracks  map[uint16]*track
 	list    atomic.Pointer[[]Track]
 	ignored map[uint16]bool
@@ -147,12 +159,15 @@ func NewDemuxer(ctx context.Context, r io.Reader, opts ...Option) *Demuxer {
 		opt(&o)
 	}
 	d := &Demuxer{
-		ctx:     ctx,
-		log:     o.log,
-		tracks:  make(map[uint16]*track),
-		ignored: make(map[uint16]bool),
-		psi:     make(map[uint16][]byte),
-		pmtPIDs: make(map[uint16]bool),
+		ctx:      ctx,
+		log:      o.log,
+		noGather: o.noGather,
+		tracks:   make(map[uint16]*track),
+		ignored:  make(map[uint16]bool),
+		psi:      make(map[uint16][]byte),
+		pmtPIDs:  make(map[uint16]bool),
+
+		tablePIDs: make(map[uint16]bool),
 	}
 	d.list.Store(&[]Track{})
 	d.src = newSyncReader(r, o.maxSyncSearch, &d.stats)
@@ -200,22 +215,41 @@ func (d *Demuxer) ReadFrame() (TrackFrame, error) {
 			return TrackFrame{}, d.err
 		}
 		data, err := d.ts.NextData()
-		if err != nil {
-			d.stop(err)
-			continue
-		}
-		if data.PMT != nil {
-			d.pmtPIDs[data.PID] = true
-		}
-		if (data.PAT != nil || data.PMT != nil) && d.lastSingle != nil && d.lastSingle.Header.PID == data.PID {
-			d.psi[data.PID] = d.lastSingle.Payload
-		}
 		switch {
-		case data.PMT != nil:
-			d.handlePMT(data.PMT)
-		case data.PES != nil:
-			d.handlePES(data.PID, data.PES)
+		case err == nil:
+			d.handleData(data)
+		case errors.Is(err, errPESReady):
+		default:
+			d.stop(err)
 		}
+		// After what astits returned: a PES start on a gathered PID may
+		// have made astits hand over an earlier PES of that PID.
+		d.parseGathered()
+	}
+}
+
+func (d *Demuxer) handleData(data *astits.DemuxerData) {
+	if data.PMT != nil {
+		d.pmtPIDs[data.PID] = true
+	}
+	if (data.PAT != nil || data.PMT != nil) && d.lastSingle != nil && d.lastSingle.Header.PID == data.PID {
+		d.psi[data.PID] = d.lastSingle.Payload
+	}
+	switch {
+	case data.PAT != nil:
+		// astits parses what comes on these PIDs as tables from now on.
+		for _, p := range data.PAT.Programs {
+			if pid := p.ProgramMapID; p.ProgramNumber > 0 {
+				d.tablePIDs[pid] = true
+				if d.src.mode[pid] == modeGather {
+					d.src.setMode(pid, modeAstits)
+				}
+			}
+		}
+	case data.PMT != nil:
+		d.handlePMT(data.PMT)
+	case data.PES != nil:
+		d.handlePES(data.PID, data.PES)
 	}
 }
 
@@ -242,6 +276,7 @@ func (d *Demuxer) stop(err error) {
 	switch {
 	case errors.Is(err, astits.ErrNoMorePackets):
 		d.err = io.EOF
+		d.src.handOverAll()
 	case d.src.err != nil:
 		d.err = d.src.err
 		if !errors.Is(d.err, ErrNoSync) {
@@ -312,10 +347,20 @@ func (d *Demuxer) handlePMT(pmt *astits.PMTData) {
 			}
 			// Drop its packets before astits buffers them, unless a broken
 			// PMT names a PID the tables themselves travel on.
-			d.src.skip[pid] = pid >= 0x10 && !d.pmtPIDs[pid]
+			mode := modeAstits
+			if pid >= 0x10 && !d.pmtPIDs[pid] {
+				mode = modeSkip
+			}
+			d.src.setMode(pid, mode)
 			continue
 		}
-		d.src.skip[pid] = false
+		// Audio PES are gathered, except on PIDs astits takes for tables
+		// (below 0x20, and PMT PIDs).
+		mode := modeAstits
+		if codec.IsAudio() && !d.noGather && pid >= 0x20 && !d.tablePIDs[pid] {
+			mode = modeGather
+		}
+		d.src.setMode(pid, mode)
 		delete(d.ignored, pid)
 		if t := d.tracks[pid]; t != nil && t.Codec == codec {
 			t.channels = channels

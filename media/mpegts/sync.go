@@ -25,7 +25,8 @@ const (
 // counts it. Per packet it also notes what the demuxer needs before astits
 // reassembles the PES: continuity counter gaps, and whether the PES that
 // starts here carries a PTS. It drops null packets and PIDs the demuxer
-// ignores, so astits never buffers them.
+// ignores, so astits never buffers them, and gathers the PES of audio
+// PIDs itself (bounded.go).
 type syncReader struct {
 	r          io.Reader
 	buf        []byte
@@ -40,24 +41,62 @@ type syncReader struct {
 
 	stats *counters
 
-	skip [numPIDs]bool
+	// mode says, per PID, where its packets go.
+	mode [numPIDs]pidMode
 	// cc holds the last continuity counter seen per PID, +1; 0 is unknown.
 	cc [numPIDs]uint8
 	// startsWithPTS records, per PID, whether the last PES start seen
 	// carries a PTS.
 	startsWithPTS [numPIDs]bool
+
+	// The state of the PIDs whose PES are gathered here rather than by
+	// astits (bounded.go), the PES complete and not yet parsed, and a
+	// buffer to gather the next one into.
+	gather map[uint16]*gatherer
+	ready  [][]byte
+	spare  []byte
+	// replay holds gathered packets, already counted, to give astits
+	// before reading on.
+	replay []byte
 }
+
+// pidMode is where the packets of a PID go.
+type pidMode uint8
+
+const (
+	modeAstits pidMode = iota
+	modeSkip           // a stream the demuxer does not support: dropped
+	modeGather         // audio: its PES are gathered here
+)
+
+// verdict is what becomes of a packet read in sync.
+type verdict uint8
+
+const (
+	toAstits verdict = iota
+	withheld         // kept from astits: gathered, or dropped as astits would
+	ignored          // a null packet or a PID the demuxer ignores: not counted
+)
 
 func newSyncReader(r io.Reader, maxSearch int, stats *counters) *syncReader {
-	return &syncReader{r: r, buf: make([]byte, 64*packetSize), maxSearch: maxSearch, stats: stats}
+	return &syncReader{r: r, buf: make([]byte, 64*packetSize), maxSearch: maxSearch, stats: stats, gather: make(map[uint16]*gatherer)}
 }
 
-// Read copies exactly one packet into p, which astits sizes to 188 bytes.
+// Read copies exactly one packet into p, which astits sizes to 188 bytes,
+// or returns errPESReady once a PES gathered here is complete.
 func (s *syncReader) Read(p []byte) (int, error) {
 	if len(p) < packetSize {
 		return 0, io.ErrShortBuffer
 	}
 	for {
+		if len(s.ready) > 0 {
+			return 0, errPESReady
+		}
+		if len(s.replay) > 0 {
+			n := copy(p, s.replay[:packetSize])
+			s.replay = s.replay[packetSize:]
+			return n, nil
+		}
 		if s.err != nil {
 			return 0, s.err
 		}
@@ -98,10 +137,14 @@ func (s *syncReader) Read(p []byte) (int, error) {
 		}
 		pkt := s.buf[s.head : s.head+packetSize]
 		s.head += packetSize
-		if !s.inspect(pkt) {
+		v := s.inspect(pkt)
+		if v == ignored {
 			continue
 		}
 		s.stats.packets.Add(1)
+		if v == withheld {
+			continue
+		}
 		return copy(p, pkt), nil
 	}
 }
@@ -194,35 +237,52 @@ func (s *syncReader) fill(need int) bool {
 	return true
 }
 
-// inspect notes what the demuxer needs from a packet's header and reports
-// whether astits should see it.
-func (s *syncReader) inspect(pkt []byte) bool {
+// inspect notes what the demuxer needs from a packet's header and decides
+// where the packet goes.
+func (s *syncReader) inspect(pkt []byte) verdict {
 	pid := uint16(pkt[1]&0x1f)<<8 | uint16(pkt[2])
-	if pid == pidNull || s.skip[pid] {
-		return false
+	if pid == pidNull || s.mode[pid] == modeSkip {
+		return ignored
 	}
-	if pkt[1]&0x80 != 0 { // transport_error_indicator: astits drops it
-		return true
+	var g *gatherer
+	if s.mode[pid] == modeGather {
+		g = s.gather[pid]
+	}
+	// astits drops packets flagged with transport_error_indicator, and
+	// those without payload before they reach a PES.
+	if pkt[1]&0x80 != 0 {
+		if g != nil {
+			return withheld
+		}
+		return toAstits
 	}
 	hasAF, hasPayload := pkt[3]&0x20 != 0, pkt[3]&0x10 != 0
-	payload := 4
+	payload, discontinuity := 4, false
 	if hasAF {
 		payload += 1 + int(pkt[4])
 		if pkt[4] > 0 && pkt[5]&0x80 != 0 { // discontinuity_indicator
+			discontinuity = true
 			s.cc[pid] = 0
 		}
 	}
 	if !hasPayload {
-		return true
+		if g != nil {
+			return withheld
+		}
+		return toAstits
 	}
-	cc := pkt[3]&0x0f + 1
-	if last := s.cc[pid]; last != 0 && cc != last && cc != last%16+1 {
+	cc, last := pkt[3]&0x0f+1, s.cc[pid]
+	if last != 0 && cc != last && cc != last%16+1 {
 		s.stats.ccErrors.Add(1)
 	}
 	s.cc[pid] = cc
-	if pkt[1]&0x40 != 0 && payload+8 <= packetSize { // payload_unit_start_indicator
+	pusi := pkt[1]&0x40 != 0 // payload_unit_start_indicator
+	if pusi && payload+8 <= packetSize {
 		es := pkt[payload:]
 		s.startsWithPTS[pid] = es[0] == 0 && es[1] == 0 && es[2] == 1 && es[7]&0x80 != 0
 	}
-	return true
+	if g == nil {
+		return toAstits
+	}
+	return s.route(g, pkt, min(payload, packetSize), pusi, discontinuity, cc == last)
 }
