@@ -128,6 +128,8 @@ type Stream struct {
 	lastDTS    map[string]int64
 	lastDur    map[string]int64
 	sawVideo   bool
+	configs    map[string]*av.TrackConfig // the publisher's latest, per track
+	configSent map[string]bool            // already handed to the packager
 	audioEarly int
 	started    bool // packager got Start
 
@@ -213,6 +215,8 @@ func (s *Stream) connect(ctx *actors.Context, m Connect) []actors.Effect {
 	s.publisher = m.PublisherID
 	s.protocol = m.Protocol
 	s.needAnchor = true
+	s.configs = map[string]*av.TrackConfig{}
+	s.configSent = map[string]bool{}
 	s.sawVideo = false
 	s.audioEarly = 0
 	ev := actors.NewEvent(s.name, ctx.Now, s.nextMedia)
@@ -262,6 +266,13 @@ func (s *Stream) frame(ctx *actors.Context, m Frame) []actors.Effect {
 	if s.state != Live || m.PublisherID != s.publisher {
 		s.dropped++
 		return nil
+	}
+	if m.Config != nil {
+		// Remember it: the frame carrying it may be dropped below (before
+		// the first keyframe), and the packager needs it with the first
+		// frame it gets.
+		s.configs[m.Track] = m.Config
+		s.configSent[m.Track] = false
 	}
 	f := m.Frame
 	video := m.Track == "video"
@@ -329,6 +340,11 @@ func (s *Stream) frame(ctx *actors.Context, m Frame) []actors.Effect {
 	}
 	s.frames++
 	f.DTS, f.PTS = dts, pts
-	return append(fx, actors.Send{To: s.packager, Msg: packager.Frame{Track: m.Track, Frame: f, Config: m.Config}},
-		LiveFrame{Stream: s.name, Track: m.Track, Frame: f, Config: m.Config})
+	var cfg *av.TrackConfig
+	if !s.configSent[m.Track] {
+		cfg = s.configs[m.Track]
+		s.configSent[m.Track] = true
+	}
+	return append(fx, actors.Send{To: s.packager, Msg: packager.Frame{Track: m.Track, Frame: f, Config: cfg}},
+		LiveFrame{Stream: s.name, Track: m.Track, Frame: f, Config: cfg})
 }

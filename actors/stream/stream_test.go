@@ -227,3 +227,26 @@ func TestAudioBeforeKeyframeDropped(t *testing.T) {
 		t.Fatalf("audio after the keyframe: %v", out)
 	}
 }
+
+// TestConfigSurvivesDroppedFrames: the codec config arrives on the first
+// frame of a track; when that frame is dropped (audio before the first
+// keyframe) the config still reaches the packager with the next frame.
+func TestConfigSurvivesDroppedFrames(t *testing.T) {
+	h := newHarness()
+	h.send(Connect{PublisherID: "a"})
+	acfg := &av.TrackConfig{Codec: av.AAC, SampleRate: 48000, Channels: 2, AudioSpecificConfig: []byte{0x11, 0x90}}
+	aac := av.Frame{Codec: av.AAC, DTS: 1000, PTS: 1000, Key: true, Data: []byte{1}}
+	if out := frames(h.send(Frame{PublisherID: "a", Track: "audio", Frame: aac, Config: acfg})); len(out) != 0 {
+		t.Fatal("audio before the first keyframe forwarded")
+	}
+	h.send(Frame{PublisherID: "a", Track: "video", Frame: video(5000, true), Config: &av.TrackConfig{Codec: av.H264}})
+	aac.DTS, aac.PTS = 6000, 6000
+	out := frames(h.send(Frame{PublisherID: "a", Track: "audio", Frame: aac}))
+	if len(out) != 1 || out[0].Config != acfg {
+		t.Fatalf("first forwarded audio frame lacks its config: %+v", out)
+	}
+	aac.DTS, aac.PTS = 7920, 7920
+	if out := frames(h.send(Frame{PublisherID: "a", Track: "audio", Frame: aac})); len(out) != 1 || out[0].Config != nil {
+		t.Fatal("config repeated on later frames")
+	}
+}
