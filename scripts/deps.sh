@@ -2,7 +2,9 @@
 # Installs the system packages onair needs when they are missing:
 # libsrt (cgo, for srtgo), ffmpeg/ffprobe (transcoding and tests),
 # srt-tools (srt-live-transmit, a second real SRT client for tests).
-# Chromium comes with the WebRTC work. Safe to run repeatedly.
+# With the argument 'chromium' also Debian's chromium and chromium-driver
+# (/usr/bin/chromium, /usr/bin/chromedriver) for the browser tests.
+# Safe to run repeatedly.
 set -euo pipefail
 
 need=()
@@ -14,7 +16,12 @@ command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 command -v gcc >/dev/null || need+=(gcc)
 for p in "$@"; do
   case "$p" in
-    chromium) command -v chromium >/dev/null || need+=(chromium chromium-driver) ;;
+    chromium)
+      # The browser tests need both: chromium and the chromedriver that drives it.
+      [ -x /usr/bin/chromium ] || need+=(chromium)
+      [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+      ;;
+    *) echo "deps: unknown optional dependency '$p' (known: chromium)" >&2; exit 2 ;;
   esac
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -10,6 +10,17 @@ import (
 	"time"
 )
 
+// list splits a comma-separated flag value, dropping empty items.
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // config is every setting of `onair serve`. Each has a flag and an
 // ONAIR_* environment variable (flag wins); the defaults need no file.
 type config struct {
@@ -18,6 +29,10 @@ type config struct {
 	SRTAddr        string
 	SRTPassphrase  string
 	SRTLatency     time.Duration
+	WebRTCUDP      string
+	WebRTCTCP      string
+	PublicIPs      string
+	ICEServers     string
 	TLSCert        string
 	TLSKey         string
 	PartTarget     time.Duration
@@ -49,6 +64,10 @@ func parseConfig(args []string) (*config, error) {
 	str(&c.SRTAddr, "srt", ":8890", "SRT listen address (UDP); empty disables SRT")
 	str(&c.SRTPassphrase, "srt-passphrase", "", "SRT passphrase (10-79 chars); when set, publishers must encrypt with it")
 	dur(&c.SRTLatency, "srt-latency", 120*time.Millisecond, "SRT receive latency (TSBPD)")
+	str(&c.WebRTCUDP, "webrtc-udp", ":8189", "WebRTC UDP address shared by every peer (ICE UDP mux); empty disables WHIP/WHEP")
+	str(&c.WebRTCTCP, "webrtc-tcp", ":8189", "passive ICE-TCP fallback address; \"off\" disables it")
+	str(&c.PublicIPs, "public-ip", "", "comma-separated public IPs to announce as WebRTC candidates (1:1 NAT)")
+	str(&c.ICEServers, "ice-server", "", "comma-separated STUN/TURN URLs advertised to WHIP/WHEP clients (Link headers)")
 	str(&c.TLSCert, "tls-cert", "", "TLS certificate file: serve HTTPS with HTTP/2 (without it: HTTP/1.1 and h2c)")
 	str(&c.TLSKey, "tls-key", "", "TLS key file")
 	dur(&c.PartTarget, "part-target", 200*time.Millisecond, "LL-HLS part target duration")

@@ -101,6 +101,7 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	s := &server{t: t, dataDir: dataDir, httpPort: freeTCP(t), srtPort: freeUDP(t), log: &syncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"serve", "-data", dataDir,
 		"-http", fmt.Sprintf("127.0.0.1:%d", s.httpPort), "-srt", fmt.Sprintf("127.0.0.1:%d", s.srtPort),
+		"-webrtc-udp", "127.0.0.1:0", "-webrtc-tcp", "off",
 		"-grace", "10s", "-log-level", "debug"}, extra...)
 	s.cmd = exec.Command(onairBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

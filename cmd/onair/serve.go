@@ -24,6 +24,7 @@ import (
 	"github.com/onair/onair/events/store"
 	"github.com/onair/onair/media/llhls"
 	"github.com/onair/onair/media/srt"
+	"github.com/onair/onair/media/webrtc"
 )
 
 func serveMain(args []string) int {
@@ -94,6 +95,22 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 		})
 	})
 	mux.Handle("/live/", hls)
+	var rtcOut *rtc
+	var rtcHandler *webrtc.Handler
+	if cfg.WebRTCUDP != "" {
+		engine, err := webrtc.NewEngine(webrtc.Config{UDPAddr: cfg.WebRTCUDP, TCPAddr: cfg.WebRTCTCP,
+			PublicIPs: list(cfg.PublicIPs), ICEServers: iceServers(cfg.ICEServers), Logger: log})
+		if err != nil {
+			return fmt.Errorf("WebRTC: %w", err)
+		}
+		defer engine.Close()
+		rtcOut = newRTC(ctx, h, streamCfg, log)
+		c.delivery.live = rtcOut.live
+		rtcHandler = webrtc.NewHandler(engine, rtcOut, rtcOut)
+		for _, p := range []string{"/live/{name}/whip", "/live/{name}/whip/{id}", "/live/{name}/whep", "/live/{name}/whep/{id}"} {
+			mux.Handle(p, rtcHandler)
+		}
+	}
 	hsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	hsrv.Protocols = new(http.Protocols)
 	hsrv.Protocols.SetHTTP1(true)
@@ -135,7 +152,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 		srtAddr = srtSrv.Addr()
 	}
 	log.Info("onair serving", "version", version, "http", hln.Addr().String(), "srt", addrString(srtAddr),
-		"data", cfg.DataDir, "part_target", cfg.PartTarget, "grace", cfg.Grace)
+		"webrtc", cfg.WebRTCUDP, "data", cfg.DataDir, "part_target", cfg.PartTarget, "grace", cfg.Grace)
 	if ready != nil {
 		ready(hln.Addr(), srtAddr)
 	}
@@ -148,8 +165,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 		return fmt.Errorf("HTTP server: %w", err)
 	}
 
-	// 1. No new media: close publishers.
+	// 1. No new media: close publishers and viewers.
 	stopIngest()
+	if rtcHandler != nil {
+		rtcHandler.Close()
+		rtcOut.close()
+	}
 	if srtSrv != nil {
 		_ = srtSrv.Close()
 	}
@@ -171,6 +192,14 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 	_ = hsrv.Shutdown(sctx)
 	log.Info("onair stopped cleanly")
 	return nil
+}
+
+func iceServers(s string) []webrtc.ICEServer {
+	var out []webrtc.ICEServer
+	for _, u := range list(s) {
+		out = append(out, webrtc.ICEServer{URLs: []string{u}})
+	}
+	return out
 }
 
 func addrString(a net.Addr) string {

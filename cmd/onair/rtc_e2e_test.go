@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp/codecs"
+	pion "github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+
+	"github.com/onair/onair/media/h264"
+)
+
+// whepViewer is a pion peer playing a stream over WHEP.
+type whepViewer struct {
+	pc                        *pion.PeerConnection
+	location                  string
+	videoFrames, audioPackets atomic.Int64
+	keyframes                 atomic.Int64
+	firstFrame                atomic.Int64 // unix nanos of the first complete video frame
+}
+
+func playWHEP(t *testing.T, url string) (*whepViewer, int, string) {
+	t.Helper()
+	pc, err := pion.NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	v := &whepViewer{pc: pc}
+	for _, k := range []pion.RTPCodecType{pion.RTPCodecTypeVideo, pion.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *pion.TrackRemote, _ *pion.RTPReceiver) {
+		var fu codecs.H264Packet
+		var frame []byte
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if tr.Kind() == pion.RTPCodecTypeAudio {
+				v.audioPackets.Add(1)
+				continue
+			}
+			payload, err := fu.Unmarshal(p.Payload)
+			if err == nil {
+				frame = append(frame, payload...)
+			}
+			if p.Marker {
+				if v.firstFrame.Load() == 0 {
+					v.firstFrame.Store(time.Now().UnixNano())
+				}
+				v.videoFrames.Add(1)
+				if h264.IsKeyframe(splitAnnexB(frame)) {
+					v.keyframes.Add(1)
+				}
+				frame = frame[:0]
+			}
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := pion.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return nil, resp.StatusCode, string(body)
+	}
+	v.location = resp.Header.Get("Location")
+	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		t.Fatal(err)
+	}
+	return v, resp.StatusCode, string(body)
+}
+
+func splitAnnexB(b []byte) [][]byte { return h264.SplitAnnexB(b) }
+
+// TestSRTToWHEP: ffmpeg publishes H.264 + AAC over SRT, a pion viewer
+// plays it over WHEP: it starts on a keyframe, keeps receiving frames,
+// and gets Opus audio bridged from the AAC by ffmpeg.
+func TestSRTToWHEP(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	publish(t, s, pubOpts{streamID: "publish:live/rtc"})
+	waitPlaylist(t, s.url("/live/rtc/video.m3u8"), 1, 30*time.Second)
+
+	start := time.Now()
+	v, code, body := playWHEP(t, s.url("/live/rtc/whep"))
+	if code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for v.videoFrames.Load() < 60 || v.audioPackets.Load() < 50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %d video frames, %d audio packets", v.videoFrames.Load(), v.audioPackets.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v.keyframes.Load() == 0 {
+		t.Error("no keyframe received")
+	}
+	t.Logf("first frame %v after the WHEP POST; %d frames, %d keyframes, %d audio packets",
+		time.Duration(v.firstFrame.Load()-start.UnixNano()).Round(time.Millisecond), v.videoFrames.Load(), v.keyframes.Load(), v.audioPackets.Load())
+
+	// DELETE ends the session; the resource is gone afterwards.
+	req, _ := http.NewRequest(http.MethodDelete, s.url(v.location), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("DELETE: %d", resp.StatusCode)
+	}
+}
+
+// TestWHEPErrors: a missing stream and malformed SDP get clear errors.
+func TestWHEPErrors(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	resp, err := http.Post(s.url("/live/none/whep"), "application/sdp", strings.NewReader("v=0\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
+		t.Errorf("malformed SDP for a missing stream: %d %s", resp.StatusCode, body)
+	}
+	_, code, msg := playWHEP(t, s.url("/live/none/whep"))
+	if code != http.StatusNotFound || !strings.Contains(msg, "live/none") {
+		t.Errorf("missing stream: %d %q", code, msg)
+	}
+	resp, err = http.Post(s.url("/live/x/whip"), "text/plain", bytes.NewReader([]byte("hi")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("WHIP with text/plain: %d", resp.StatusCode)
+	}
+}
+
+var _ = fmt.Sprint
+
+// whipPublisher is a pion peer publishing H.264 + Opus files over WHIP,
+// paced in real time, looping.
+type whipPublisher struct {
+	pc       *pion.PeerConnection
+	location string
+	stop     chan struct{}
+}
+
+func genWHIPMedia(t *testing.T) (h264File, oggFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	h264File, oggFile = dir+"/v.h264", dir+"/a.ogg"
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "4",
+		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-f", "h264", h264File).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg h264: %v %s", err, out)
+	}
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:sample_rate=48000", "-t", "4",
+		"-c:a", "libopus", "-page_duration", "20000", "-f", "ogg", oggFile).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg opus: %v %s", err, out)
+	}
+	return h264File, oggFile
+}
+
+func publishWHIP(t *testing.T, url string) (*whipPublisher, int, string) {
+	t.Helper()
+	vfile, afile := genWHIPMedia(t)
+	pc, err := pion.NewPeerConnection(pion.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vt, _ := pion.NewTrackLocalStaticSample(pion.RTPCodecCapability{MimeType: pion.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
+	at, _ := pion.NewTrackLocalStaticSample(pion.RTPCodecCapability{MimeType: pion.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
+	for _, tr := range []pion.TrackLocal{vt, at} {
+		sender, err := pc.AddTrack(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { // reading RTCP feeds the interceptors (NACK, PLI)
+			for {
+				if _, _, err := sender.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	offer, _ := pc.CreateOffer(nil)
+	gathered := pion.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-gathered
+	resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		pc.Close()
+		return nil, resp.StatusCode, string(body)
+	}
+	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		t.Fatal(err)
+	}
+	p := &whipPublisher{pc: pc, location: resp.Header.Get("Location"), stop: make(chan struct{})}
+	t.Cleanup(func() { p.close() })
+	go p.pump(vt, at, vfile, afile)
+	return p, resp.StatusCode, string(body)
+}
+
+func (p *whipPublisher) close() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+		p.pc.Close()
+	}
+}
+
+func (p *whipPublisher) pump(vt, at *pion.TrackLocalStaticSample, vfile, afile string) {
+	vdata, _ := os.ReadFile(vfile)
+	adata, _ := os.ReadFile(afile)
+	nalus := h264.SplitAnnexB(vdata)
+	// Group NAL units into access units: a new one starts at each slice
+	// that begins a picture (first_mb_in_slice == 0) or at SPS/AUD.
+	var aus [][]byte
+	var cur []byte
+	for _, n := range nalus {
+		typ := n[0] & 0x1f
+		newAU := typ == 7 || typ == 9 || ((typ == 1 || typ == 5) && len(n) > 1 && n[1]&0x80 != 0)
+		if newAU && len(cur) > 0 && hasVCL(cur) {
+			aus = append(aus, cur)
+			cur = nil
+		}
+		cur = append(cur, 0, 0, 0, 1)
+		cur = append(cur, n...)
+	}
+	aus = append(aus, cur)
+	ogg, _, err := oggreader.NewWith(bytes.NewReader(adata))
+	var packets [][]byte
+	for err == nil {
+		var page []byte
+		var hdr *oggreader.OggPageHeader
+		page, hdr, err = ogg.ParseNextPage()
+		if err == nil && hdr.GranulePosition > 0 {
+			packets = append(packets, page)
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	vi, ai := 0, 0
+	start := time.Now()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		el := time.Since(start)
+		for time.Duration(vi)*time.Second/30 <= el {
+			vt.WriteSample(media.Sample{Data: aus[vi%len(aus)], Duration: time.Second / 30})
+			vi++
+		}
+		for len(packets) > 0 && time.Duration(ai)*20*time.Millisecond <= el {
+			at.WriteSample(media.Sample{Data: packets[ai%len(packets)], Duration: 20 * time.Millisecond})
+			ai++
+		}
+	}
+}
+
+func hasVCL(au []byte) bool {
+	for _, n := range h264.SplitAnnexB(au) {
+		if t := n[0] & 0x1f; t == 1 || t == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestWHIPToLLHLSAndWHEP: a pion client publishes H.264 + Opus over WHIP;
+// the stream plays over LL-HLS (Opus in CMAF) and over WHEP; a second
+// WHIP publisher on the live stream gets 409.
+func TestWHIPToLLHLSAndWHEP(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	pub, code, body := publishWHIP(t, s.url("/live/wh/whip"))
+	if code != http.StatusCreated {
+		t.Fatalf("WHIP POST: %d %s", code, body)
+	}
+	u := s.url("/live/wh/video.m3u8")
+	p := parsePlaylist(t, waitPlaylist(t, u, 2, 30*time.Second))
+	init := mustGet(t, resolve(u, p.mapURI))
+	seg := mustGet(t, resolve(u, p.segURIs[len(p.segURIs)-1]))
+	if v := probe(t, append(append([]byte{}, init...), seg...)); v.CodecName != "h264" || v.Width != 320 || v.NbReadFrames == "0" {
+		t.Errorf("WHIP video over LL-HLS probes as %+v", v)
+	}
+	au := s.url("/live/wh/audio.m3u8")
+	ap := parsePlaylist(t, waitPlaylist(t, au, 1, 10*time.Second))
+	ainit := mustGet(t, resolve(au, ap.mapURI))
+	aseg := mustGet(t, resolve(au, ap.segURIs[0]))
+	if a := probe(t, append(append([]byte{}, ainit...), aseg...)); a.CodecName != "opus" {
+		t.Errorf("WHIP audio over LL-HLS probes as %+v", a)
+	}
+
+	_, code, body = publishWHIP(t, s.url("/live/wh/whip"))
+	if code != http.StatusConflict {
+		t.Errorf("second WHIP publisher: %d %s", code, body)
+	}
+
+	v, code, body := playWHEP(t, s.url("/live/wh/whep"))
+	if code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for v.videoFrames.Load() < 30 || v.audioPackets.Load() < 30 || v.keyframes.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("WHEP of a WHIP stream: %d frames, %d keyframes, %d audio packets", v.videoFrames.Load(), v.keyframes.Load(), v.audioPackets.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// DELETE of the publisher's resource ends its session.
+	req, _ := http.NewRequest(http.MethodDelete, s.url(pub.location), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("WHIP DELETE: %d", resp.StatusCode)
+	}
+}
