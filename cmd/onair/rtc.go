@@ -28,8 +28,8 @@ type rtc struct {
 	ctx    context.Context
 
 	mu      sync.Mutex
-	outs    map[string]*liveOut                // streams with WHEP viewers
-	pubs    map[string]*webrtc.PublishSession  // current WHIP publisher per stream
+	outs    map[string]*liveOut                   // streams with WHEP viewers
+	pubs    map[string]*webrtc.PublishSession     // current WHIP publisher per stream
 	configs map[string]map[string]*av.TrackConfig // latest config per stream and track
 }
 
