@@ -84,6 +84,10 @@ type (
 	}
 	// Closed ends the delivery group: every rendition gets EXT-X-ENDLIST.
 	Closed struct{ Stream, Gen string }
+	// WantKeyframe asks the publisher for a keyframe because the open
+	// segment is due to end (WebRTC encoders send keyframes only when
+	// asked; encoders with a fixed GOP never need this).
+	WantKeyframe struct{ Stream string }
 )
 
 // Address is the actor address of a session's packager.
@@ -117,6 +121,7 @@ type track struct {
 	// video: one frame is held back until the next tells its duration
 	pending *av.Frame
 	lastDur int64
+	askedAt int64 // when WantKeyframe was last emitted (90 kHz)
 	// audio: exact sample clock, so 90 kHz rounding never jitters
 	nextTS int64 // track timescale, -1 until first frame
 	queue  []queued
@@ -241,6 +246,10 @@ func (p *Packager) video(t *track, f av.Frame) []actors.Effect {
 		}
 	} else if t.lastDur == 0 {
 		t.lastDur = 3000
+	}
+	if !f.Key && t.open && f.DTS-t.segStart >= p.minSegment && f.DTS-t.askedAt >= p.minSegment/2 {
+		t.askedAt = f.DTS
+		fx = append(fx, WantKeyframe{Stream: p.stream})
 	}
 	ff := f
 	t.pending = &ff

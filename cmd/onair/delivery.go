@@ -30,6 +30,8 @@ type delivery struct {
 
 	// live receives every frame for real-time outputs (WebRTC); nil drops them.
 	live func(stream.LiveFrame)
+	// keyframe asks a stream's publisher for a keyframe, where the protocol can.
+	keyframe func(stream string)
 
 	mu     sync.Mutex
 	groups map[string]*llhls.Group // by stream name, the live session's group
@@ -42,6 +44,11 @@ func (d *delivery) register(h *host.Host) {
 	h.Handle(packager.SegmentReady{}, func(_ string, e actors.Effect) { d.segment(e.(packager.SegmentReady)) })
 	h.Handle(packager.Closed{}, func(_ string, e actors.Effect) { d.closed(e.(packager.Closed)) })
 	h.Handle(layer.Store{}, func(from string, e actors.Effect) { d.store(from, e.(layer.Store)) })
+	h.Handle(packager.WantKeyframe{}, func(_ string, e actors.Effect) {
+		if d.keyframe != nil {
+			d.keyframe(e.(packager.WantKeyframe).Stream)
+		}
+	})
 	h.Handle(stream.LiveFrame{}, func(_ string, e actors.Effect) {
 		if d.live != nil {
 			d.live(e.(stream.LiveFrame))

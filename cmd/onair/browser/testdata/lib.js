@@ -184,12 +184,14 @@ async function offerAnswer(kind, url, pc, opts) {
   return {
     pc,
     resource,
-    // stop closes the peer connection and DELETEs the session resource;
+    // stop DELETEs the session resource and closes the peer connection;
     // it resolves with the DELETE's HTTP status.
     async stop() {
-      pc.close();
+      // DELETE first: closing the connection first lets the server end
+      // the session on its own, and the DELETE would find nothing (404).
       const h = opts.token ? { Authorization: "Bearer " + opts.token } : {};
       const r = await fetch(resource, { method: "DELETE", headers: h });
+      pc.close();
       return r.status;
     },
   };
