@@ -357,3 +357,61 @@ func TestWHIPToLLHLSAndWHEP(t *testing.T) {
 		t.Errorf("WHIP DELETE: %d", resp.StatusCode)
 	}
 }
+
+// TestWHEPManyViewers: 100 concurrent WHEP viewers of one SRT stream all
+// receive keyframes and frames.
+func TestWHEPManyViewers(t *testing.T) {
+	requireTools(t)
+	s := startServer(t, t.TempDir())
+	publish(t, s, pubOpts{streamID: "publish:live/many"})
+	waitPlaylist(t, s.url("/live/many/video.m3u8"), 1, 30*time.Second)
+
+	const n = 100
+	viewers := make([]*whepViewer, n)
+	for i := range viewers {
+		v, code, body := playWHEP(t, s.url("/live/many/whep"))
+		if code != http.StatusCreated {
+			t.Fatalf("viewer %d: %d %s", i, code, body)
+		}
+		viewers[i] = v
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := 0
+		for _, v := range viewers {
+			if v.keyframes.Load() >= 3 {
+				ready++
+			}
+		}
+		if ready == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s only %d of %d viewers had 3 keyframes", ready, n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	min, max := int64(1<<62), int64(0)
+	for _, v := range viewers {
+		f := v.videoFrames.Load()
+		min, max = minInt(min, f), maxInt(max, f)
+	}
+	t.Logf("%d viewers: every one has >= 3 keyframes; frames per viewer %d..%d", n, min, max)
+	if min < 30 {
+		t.Errorf("a viewer got only %d frames", min)
+	}
+}
+
+func minInt(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
