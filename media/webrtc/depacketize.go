@@ -172,19 +172,20 @@ const maxFramePackets = 1500
 // to a timestamp change). An incomplete frame is dropped, and so is every
 // frame after it until the next keyframe, which is asked for.
 type h264Frames struct {
-	clock    *clock
-	pkts     []*rtp.Packet
-	ts       uint32
-	broken   bool // the frame being assembled lost packets
-	started  bool // a frame is being assembled
-	seenAny  bool
-	needKey  bool // drop frames until a keyframe (start, or after a loss)
-	lastPTS  int64
-	emitted  bool
-	cfg      av.TrackConfig // parameter sets in force
-	haveCfg  bool
-	dropped  int // frames dropped, for stats and tests
-	keyAsked int // keyframe requests made
+	clock      *clock
+	pkts       []*rtp.Packet
+	ts         uint32
+	broken     bool // the frame being assembled lost packets
+	started    bool // a frame is being assembled
+	seenAny    bool
+	needKey    bool // drop frames until a keyframe (start, or after a loss)
+	lastPTS    int64
+	emitted    bool
+	cfg        av.TrackConfig // parameter sets in force
+	haveCfg    bool
+	lostBefore int // losses reported on padding packets, for the next packet
+	dropped    int // frames dropped, for stats and tests
+	keyAsked   int // keyframe requests made
 
 	frame      func(f av.Frame, cfg *av.TrackConfig)
 	requestKey func()
@@ -197,6 +198,15 @@ func newH264Frames(offset int64, frame func(av.Frame, *av.TrackConfig), requestK
 // push takes the next packet in sequence order; lost is how many packets
 // were lost just before it.
 func (a *h264Frames) push(p *rtp.Packet, lost int) {
+	if len(p.Payload) == 0 {
+		// Padding (browsers' bandwidth probes) carries no media and may
+		// sit between frames with the previous frame's timestamp; only
+		// a loss before it matters.
+		a.lostBefore += lost
+		return
+	}
+	lost += a.lostBefore
+	a.lostBefore = 0
 	newFrame := !a.started || p.Timestamp != a.ts
 	if lost > 0 && a.started {
 		a.broken = true // its tail, or the next frame's head, is missing

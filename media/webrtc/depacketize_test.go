@@ -181,6 +181,43 @@ func TestH264FramesStartMidStream(t *testing.T) {
 	}
 }
 
+// Browsers probe bandwidth with padding-only packets on the video SSRC,
+// carrying the last frame's timestamp: they are not frames.
+func TestH264FramesPadding(t *testing.T) {
+	aus := accessUnits(t)
+	frames := videoPackets(aus, 0, 0)
+	var all []*rtp.Packet
+	sn := uint16(0)
+	for i, f := range frames {
+		for _, p := range f {
+			p.SequenceNumber = sn
+			sn++
+			all = append(all, p)
+		}
+		for range i % 3 {
+			pad := &rtp.Packet{Header: rtp.Header{SequenceNumber: sn, Timestamp: f[0].Timestamp, Padding: true, PaddingSize: 200}}
+			sn++
+			all = append(all, pad)
+		}
+	}
+	// A loss reported on a padding packet still counts: frame 41 loses its
+	// last packet, and what follows the gap is padding (41 % 3 = 2).
+	// Without carrying the loss over, frame 41 would be emitted cut short.
+	last41 := frames[41][len(frames[41])-1]
+	lostAt := slices.Index(all, last41)
+	if all[lostAt+1].Payload != nil {
+		t.Fatal("test setup: no padding after frame 41")
+	}
+	r := newVideoRun()
+	r.push(all[:lostAt]...)
+	r.push(all[lostAt+1:]...)
+	checkFrames(t, aus, r, append(seq(0, 41), seq(60, fileFrames)...), 0)
+
+	r = newVideoRun()
+	r.push(all...)
+	checkFrames(t, aus, r, seq(0, fileFrames), 0)
+}
+
 func TestH264FramesSequenceJump(t *testing.T) {
 	aus := accessUnits(t)
 	a := flatten(videoPackets(aus[:30], 1000, 0))

@@ -137,6 +137,9 @@ func validate(cfg *Config) error {
 		}
 	}
 	for _, s := range cfg.ICEServers {
+		if hasCTL(s.Username) || hasCTL(s.Credential) {
+			return fmt.Errorf("%w: ICE server username or credential has control characters", ErrConfig)
+		}
 		if len(s.URLs) == 0 {
 			return fmt.Errorf("%w: ICE server without URLs", ErrConfig)
 		}
@@ -204,6 +207,10 @@ func (e *Engine) newAPI(logs *pionLogs) (*webrtc.API, error) {
 	s.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(s)), nil
+}
+
+func hasCTL(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func isLoopback(a net.Addr) bool {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +32,12 @@ const (
 	gatherTimeout = 5 * time.Second
 )
 
-// errClosed reports a request to a Handler that is shutting down (503).
-var errClosed = errors.New("the WebRTC edge is shutting down")
+var (
+	// errClosed reports a request to a Handler that is shutting down (503).
+	errClosed = errors.New("the WebRTC edge is shutting down")
+	// errEnded reports a session that ended while being set up (503).
+	errEnded = errors.New("the session ended during setup (server shutting down, or setup slower than the connect timeout): retry")
+)
 
 // Handler serves WHIP and WHEP (http.Handler):
 //
@@ -196,11 +199,18 @@ func (h *Handler) linkICEServers(hd http.Header) {
 		for _, u := range s.URLs {
 			v := "<" + u + `>; rel="ice-server"`
 			if s.Username != "" || s.Credential != "" {
-				v += "; username=" + strconv.Quote(s.Username) + "; credential=" + strconv.Quote(s.Credential) + `; credential-type="password"`
+				v += "; username=" + quoted(s.Username) + "; credential=" + quoted(s.Credential) + `; credential-type="password"`
 			}
 			hd.Add("Link", v)
 		}
 	}
+}
+
+// quoted is an HTTP quoted-string (RFC 9110 5.6.4); NewEngine refused
+// control characters.
+func quoted(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
 }
 
 // readBody checks the content type and reads a bounded body, answering
@@ -240,7 +250,7 @@ func fail(w http.ResponseWriter, err error) {
 		code = http.StatusForbidden
 	case errors.Is(err, ErrConflict):
 		code = http.StatusConflict
-	case errors.Is(err, errClosed):
+	case errors.Is(err, errClosed), errors.Is(err, errEnded):
 		code = http.StatusServiceUnavailable
 	}
 	http.Error(w, err.Error(), code)
@@ -263,7 +273,6 @@ func (h *Handler) newSession(rt route, r *http.Request) (*session, error) {
 		stream: rt.stream,
 		remote: r.RemoteAddr,
 		kind:   rt.kind,
-		done:   make(chan struct{}),
 	}
 	s.log = h.log.With("session", id[:8], "stream", rt.stream, "kind", rt.kind, "remote", r.RemoteAddr)
 	h.mu.Lock()
@@ -317,7 +326,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, rt route) {
 	s.remoteUfrag = o.ufrag
 
 	var setup func(*webrtc.PeerConnection) error
-	var want map[string]string // kind -> answer direction that must be there
+	var want []string // kinds the answer must take
 	if pub != nil {
 		setup, want, err = h.startPublish(s, pub)
 	} else {
@@ -331,7 +340,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, rt route) {
 		fail(w, err)
 		return
 	}
-	answer, err := h.negotiate(r.Context(), s, string(body), setup, want)
+	answer, err := h.negotiate(r.Context(), s, string(body), setup, want, pub == nil)
 	if err != nil {
 		s.close("setup failed: " + err.Error())
 		fail(w, err)
@@ -350,20 +359,23 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, rt route) {
 
 // startPublish asks the Ingest for a sink and returns the peer
 // connection setup that feeds it.
-func (h *Handler) startPublish(s *session, p *PublishSession) (func(*webrtc.PeerConnection) error, map[string]string, error) {
+func (h *Handler) startPublish(s *session, p *PublishSession) (func(*webrtc.PeerConnection) error, []string, error) {
 	p.s = s
 	sink, err := h.in.StartPublish(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("publish to %q refused: %w", s.stream, err)
 	}
 	p.sink = sink
-	s.onClose = sink.Close
-	want := map[string]string{}
+	if !s.setOnClose(sink.Close) {
+		sink.Close("session ended during setup")
+		return nil, nil, errEnded
+	}
+	var want []string
 	for _, c := range p.codecs {
 		if c.IsVideo() {
-			want["video"] = "recvonly"
+			want = append(want, "video")
 		} else {
-			want["audio"] = "recvonly"
+			want = append(want, "audio")
 		}
 	}
 	return func(pc *webrtc.PeerConnection) error {
@@ -388,19 +400,23 @@ type codecOf interface {
 
 // startPlay asks the Playback for tracks and returns the peer connection
 // setup that sends them.
-func (h *Handler) startPlay(s *session, o *offer) (func(*webrtc.PeerConnection) error, map[string]string, error) {
+func (h *Handler) startPlay(s *session, o *offer) (func(*webrtc.PeerConnection) error, []string, error) {
 	p := &PlaySession{s: s}
 	src, err := h.pb.StartPlay(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("play %q refused: %w", s.stream, err)
 	}
-	s.onClose = func(reason string) {
+	onClose := func(reason string) {
 		if src.OnClose != nil {
 			src.OnClose(reason)
 		}
 	}
+	if !s.setOnClose(onClose) {
+		onClose("session ended during setup")
+		return nil, nil, errEnded
+	}
 	var tracks []webrtc.TrackLocal
-	want := map[string]string{}
+	var want []string
 	for _, t := range []webrtc.TrackLocal{src.Video, src.Audio} {
 		if t == nil {
 			continue
@@ -416,7 +432,7 @@ func (h *Handler) startPlay(s *session, o *offer) (func(*webrtc.PeerConnection) 
 			}
 		}
 		tracks = append(tracks, t)
-		want[kind] = "sendonly"
+		want = append(want, kind)
 	}
 	if len(tracks) == 0 {
 		if src.Video == nil && src.Audio == nil {
@@ -426,10 +442,13 @@ func (h *Handler) startPlay(s *session, o *offer) (func(*webrtc.PeerConnection) 
 	}
 	return func(pc *webrtc.PeerConnection) error {
 		for _, t := range tracks {
-			sender, err := pc.AddTrack(t)
+			// sendonly before the offer is applied: pion pairs it with the
+			// offer's section and answers sendonly even to sendrecv.
+			tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 			if err != nil {
 				return fmt.Errorf("add %s track: %w", t.Kind(), err)
 			}
+			sender := tr.Sender()
 			s.goRead(func() { readRTCP(sender, src.OnKeyframeRequest) })
 		}
 		return nil
@@ -439,7 +458,7 @@ func (h *Handler) startPlay(s *session, o *offer) (func(*webrtc.PeerConnection) 
 // negotiate builds the session's peer connection, applies the offer and
 // returns the answer with every server candidate in it.
 func (h *Handler) negotiate(ctx context.Context, s *session, offerSDP string,
-	setup func(*webrtc.PeerConnection) error, want map[string]string,
+	setup func(*webrtc.PeerConnection) error, want []string, sending bool,
 ) (string, error) {
 	pc, err := h.e.newPeerConnection()
 	if err != nil {
@@ -449,17 +468,24 @@ func (h *Handler) negotiate(ctx context.Context, s *session, offerSDP string,
 	if s.closing {
 		s.mu.Unlock()
 		_ = pc.Close()
-		return "", errClosed
+		return "", errEnded
 	}
 	s.pc = pc
 	s.mu.Unlock()
 	pc.OnConnectionStateChange(s.stateChanged)
 
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return "", fmt.Errorf("%w: %v", errBadSDP, err)
-	}
 	if err := setup(pc); err != nil {
 		return "", err
+	}
+	if sending {
+		// pion answers a sendrecv section with sendrecv when it has a
+		// track to send (and refuses an edited answer); the WHEP draft
+		// wants sendonly. A viewer's sending is never used: read its
+		// sendrecv as recvonly.
+		offerSDP = replaceLines(offerSDP, "a=sendrecv", "a=recvonly")
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return "", fmt.Errorf("%w: %v", errBadSDP, err)
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
@@ -477,23 +503,43 @@ func (h *Handler) negotiate(ctx context.Context, s *session, offerSDP string,
 		s.log.Warn("ICE gathering incomplete; answering with the candidates so far")
 	}
 	sdp := pc.LocalDescription().SDP
-	if err := checkAnswer(sdp, want); err != nil {
+	if err := checkAnswer(sdp, want, sending); err != nil {
 		return "", err
 	}
 	return sdp, nil
 }
 
-// checkAnswer makes sure the answer takes every track the offer was
-// accepted for: RFC 9725 wants no partially successful sessions.
-func checkAnswer(sdp string, want map[string]string) error {
+// replaceLines replaces the SDP lines equal to from (CRLF or LF ended).
+func replaceLines(sdp, from, to string) string {
+	var b strings.Builder
+	for line := range strings.Lines(sdp) {
+		body := strings.TrimRight(line, "\r\n")
+		if body == from {
+			b.WriteString(to)
+			b.WriteString(line[len(body):])
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// checkAnswer makes sure the answer takes every track kind the offer was
+// accepted for, receiving (WHIP) or sending (WHEP): RFC 9725 wants no
+// partially successful sessions.
+func checkAnswer(sdp string, want []string, sending bool) error {
 	a, err := parseOffer([]byte(sdp))
 	if err != nil {
 		return fmt.Errorf("own answer does not parse: %w", err)
 	}
-	for kind, dir := range want {
+	for _, kind := range want {
 		found := false
 		for _, m := range a.media {
-			if m.kind == kind && !m.rejected && m.direction == dir && len(m.codecs) > 0 {
+			dirOK := m.receives()
+			if sending {
+				dirOK = m.sends()
+			}
+			if m.kind == kind && dirOK && len(m.codecs) > 0 {
 				found = true
 			}
 		}

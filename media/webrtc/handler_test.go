@@ -20,10 +20,10 @@ func TestHandlerErrors(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, method, path, ctype, body string
-		refuseIn, refusePb           error
-		code                         int
-		bodyHas                      string
-		header                       [2]string
+		refuseIn, refusePb              error
+		code                            int
+		bodyHas                         string
+		header                          [2]string
 	}{
 		{name: "wrong content type", method: "POST", path: "/live/a/whip", ctype: "text/plain", body: handOffer("sendonly", ""),
 			code: 415, bodyHas: "application/sdp", header: [2]string{"Accept-Post", "application/sdp"}},
@@ -100,6 +100,23 @@ func checkNoSessions(t *testing.T, h *Handler) {
 		defer h.mu.Unlock()
 		return len(h.sessions) == 0
 	})
+}
+
+// TestSendrecvOffers: RFC 9725 and the WHEP draft let clients offer
+// sendrecv instead of sendonly or recvonly.
+func TestSendrecvOffers(t *testing.T) {
+	e := newTestEngine(t, 0)
+	pb := &fakePlayback{closed: make(chan string, 1), src: PlaySource{Video: mustTrack(t, h264Cap), Audio: mustTrack(t, opusCap)}}
+	srv := testServer(t, NewHandler(e, &fakeIngest{}, pb))
+	for _, tc := range []struct{ kind, answerDir string }{{"whip", "a=recvonly"}, {"whep", "a=sendonly"}} {
+		resp, answer := do(t, http.MethodPost, srv.URL+"/live/sr/"+tc.kind, "application/sdp", handOffer("sendrecv", ""), nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s sendrecv offer: %d %s", tc.kind, resp.StatusCode, answer)
+		}
+		if strings.Count(answer, tc.answerDir) != 2 {
+			t.Fatalf("%s answer: want %s twice:\n%s", tc.kind, tc.answerDir, answer)
+		}
+	}
 }
 
 func TestOptions(t *testing.T) {
@@ -341,4 +358,41 @@ func TestLimiter(t *testing.T) {
 			t.Fatalf("call %d at %v: %v, want %v", i, tc.at, got, tc.want)
 		}
 	}
+}
+
+// slowIngest returns from StartPublish only after the session's connect
+// timeout has ended it.
+type slowIngest struct {
+	fakeIngest
+	h *Handler
+}
+
+func (s *slowIngest) StartPublish(p *PublishSession) (PublishSink, error) {
+	for {
+		s.h.mu.Lock()
+		n := len(s.h.sessions)
+		s.h.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return s.fakeIngest.StartPublish(p)
+}
+
+func TestTimeoutDuringSetup(t *testing.T) {
+	e := newTestEngine(t, 20*time.Millisecond)
+	in := &slowIngest{}
+	h := NewHandler(e, in, nil)
+	in.h = h
+	srv := testServer(t, h)
+	resp, body := do(t, http.MethodPost, srv.URL+"/live/slow/whip", "application/sdp", handOffer("sendonly", ""), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "retry") {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+	_, sink := in.last()
+	if reason := <-sink.closed; !strings.Contains(reason, "during setup") {
+		t.Fatalf("reason %q", reason)
+	}
+	checkNoSessions(t, h)
 }

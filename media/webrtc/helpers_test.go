@@ -66,8 +66,9 @@ func testServer(t *testing.T, h *Handler) *httptest.Server {
 }
 
 // clientAPI is a browser stand-in: its own pion API with default
-// interceptors, loopback only, no mDNS, UDP4 unless networks say.
-func clientAPI(t *testing.T, networks ...webrtc.NetworkType) *webrtc.API {
+// interceptors, loopback only, no mDNS. opts are network types (UDP4 if
+// none) and interceptor factories registered below the defaults.
+func clientAPI(t *testing.T, opts ...any) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -84,6 +85,15 @@ func clientAPI(t *testing.T, networks ...webrtc.NetworkType) *webrtc.API {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
+	var networks []webrtc.NetworkType
+	for _, o := range opts {
+		switch o := o.(type) {
+		case webrtc.NetworkType:
+			networks = append(networks, o)
+		case interceptor.Factory:
+			ir.Add(o)
+		}
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		t.Fatal(err)
 	}

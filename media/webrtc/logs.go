@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/pion/logging"
 )
@@ -19,7 +20,23 @@ func (f *pionLogs) NewLogger(scope string) logging.LeveledLogger {
 type pionLogger struct{ log *slog.Logger }
 
 func (l pionLogger) emit(level slog.Level, msg string) {
+	if level == slog.LevelWarn && routine(msg) {
+		level = slog.LevelDebug
+	}
 	l.log.Log(context.Background(), level, msg)
+}
+
+// routine matches pion warnings sessions produce in normal operation:
+// before the client's candidates arrive, while closing, and when a peer
+// that never connected is closed (onair logs the reason itself).
+func routine(msg string) bool {
+	for _, s := range []string{"without candidate pairs", "is already closed", "closed pipe",
+		"use of closed network connection", "canceled by caller", "has not started yet", "mDNS is disabled"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (l pionLogger) emitf(level slog.Level, format string, args ...any) {

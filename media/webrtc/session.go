@@ -99,7 +99,19 @@ type session struct {
 	closing bool
 	readers sync.WaitGroup
 	onClose func(reason string)
-	done    chan struct{}
+}
+
+// setOnClose installs what close calls last. It reports false if the
+// session already ended (say, its connect timeout fired during a slow
+// StartPublish): the caller must then end what f would have.
+func (s *session) setOnClose(f func(reason string)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.onClose = f
+	return true
 }
 
 // goRead runs f as one of the session's readers, unless it is closing.
@@ -139,6 +151,7 @@ func (s *session) close(reason string) {
 		return
 	}
 	s.closing = true
+	onClose := s.onClose
 	s.mu.Unlock()
 
 	s.h.remove(s)
@@ -154,11 +167,10 @@ func (s *session) close(reason string) {
 		}
 	}
 	s.readers.Wait()
-	if s.onClose != nil {
-		s.onClose(reason)
+	if onClose != nil {
+		onClose(reason)
 	}
 	s.log.Info("closed", "reason", reason)
-	close(s.done)
 }
 
 // PublishSession is one WHIP publisher.
@@ -183,15 +195,17 @@ func (p *PublishSession) ID() string { return p.s.id }
 // Stream is the stream name from the URL (/live/<name>/whip).
 func (p *PublishSession) Stream() string { return p.s.stream }
 
-// Remote is the client's address (host:port) as the HTTP server saw it.
+// Remote is the client's address (host:port) as the HTTP server saw it
+// (http.Request.RemoteAddr: behind a proxy, the proxy's).
 func (p *PublishSession) Remote() string { return p.s.remote }
 
 // Codecs are the tracks the offer publishes: av.H264 and/or av.Opus.
 func (p *PublishSession) Codecs() []av.Codec { return p.codecs }
 
-// Close ends the session (e.g. a moderator kicks the publisher). The sink
-// is closed with reason.
-func (p *PublishSession) Close(reason string) { p.s.close(reason) }
+// Close ends the session (e.g. a moderator kicks the publisher). It
+// returns at once; the sink's Close(reason) follows when the peer
+// connection is down. Safe to call from WriteFrame.
+func (p *PublishSession) Close(reason string) { go p.s.close(reason) }
 
 // RequestKeyframe asks the publisher for a keyframe (RTCP PLI), at most
 // once per KeyframeInterval; more frequent calls are dropped. Safe to
@@ -294,8 +308,9 @@ func (p *PlaySession) Stream() string { return p.s.stream }
 // Remote is the client's address (host:port) as the HTTP server saw it.
 func (p *PlaySession) Remote() string { return p.s.remote }
 
-// Close ends the viewer's session; PlaySource.OnClose gets reason.
-func (p *PlaySession) Close(reason string) { p.s.close(reason) }
+// Close ends the viewer's session. It returns at once; PlaySource.OnClose
+// gets reason when the peer connection is down.
+func (p *PlaySession) Close(reason string) { go p.s.close(reason) }
 
 // readRTCP serves a sender's RTCP: the NACK responder and reports see it
 // on this path, and keyframe requests go to onKey.

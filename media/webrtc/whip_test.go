@@ -195,3 +195,61 @@ func checkPublished(t *testing.T, sink *fakeSink, aus [][][]byte, opusPkts [][]b
 		t.Fatalf("audio starts %d ticks from video: want within 0.5 s", d)
 	}
 }
+
+// kickIngest hands out sinks that end their session from inside
+// WriteFrame, as a moderation rule would: that must not deadlock with the
+// reader calling WriteFrame.
+type kickIngest struct{ fakeIngest }
+
+func (k *kickIngest) StartPublish(s *PublishSession) (PublishSink, error) {
+	sink, err := k.fakeIngest.StartPublish(s)
+	return kickSink{sink.(*fakeSink), s}, err
+}
+
+type kickSink struct {
+	*fakeSink
+	s *PublishSession
+}
+
+func (k kickSink) WriteFrame(track string, f av.Frame, cfg *av.TrackConfig) {
+	k.fakeSink.WriteFrame(track, f, cfg)
+	k.s.Close("kicked by moderator")
+}
+
+func TestCloseFromSink(t *testing.T) {
+	e := newTestEngine(t, 0)
+	in := &kickIngest{}
+	srv := testServer(t, NewHandler(e, in, nil))
+	pc, err := clientAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	states := watchState(pc)
+	at, err := webrtc.NewTrackLocalStaticSample(opusCap, "audio", "onair")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(at); err != nil {
+		t.Fatal(err)
+	}
+	offerAndPost(t, pc, srv.URL+"/live/k/whip")
+	waitConnected(t, pc, states)
+	_, sink := in.last()
+	opusPkts := opusPackets(t)
+	for i := 0; ; i++ {
+		_ = at.WriteSample(media.Sample{Data: opusPkts[i%len(opusPkts)], Duration: 20 * time.Millisecond})
+		select {
+		case reason := <-sink.closed:
+			if reason != "kicked by moderator" {
+				t.Fatalf("reason %q", reason)
+			}
+			checkNoSessions(t, srv.Config.Handler.(*Handler))
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		if i > 2000 {
+			t.Fatal("session not closed after the sink closed it")
+		}
+	}
+}
