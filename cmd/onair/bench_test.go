@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,12 +20,15 @@ import (
 	"github.com/onair/onair/events/store"
 	"github.com/onair/onair/media/llhls"
 	"github.com/onair/onair/media/mpegts"
+	"github.com/onair/onair/media/webrtc"
 )
 
 // fixtureFrames demuxes the 2 s test fixture (320x240 H.264, GOP 30 at 30 fps, + AAC).
-func fixtureFrames(tb testing.TB) []stream.Frame {
+func fixtureFrames(tb testing.TB) []stream.Frame { return fixtureFramesFrom(tb, "testdata/h264_aac.ts") }
+
+func fixtureFramesFrom(tb testing.TB, file string) []stream.Frame {
 	tb.Helper()
-	data, err := os.ReadFile("testdata/h264_aac.ts")
+	data, err := os.ReadFile(file)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -169,4 +174,80 @@ func BenchmarkMemoryPerStream(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/streams/1e6, "MB/stream")
 		done()
 	}
+}
+
+// BenchmarkIngestToWHEP measures the server's share of WebRTC latency:
+// from a frame reaching the stream actor to its last RTP packet arriving
+// at a pion WHEP viewer over loopback (stream actor → forwarder goroutine
+// → packetizer → SRTP → UDP → viewer). Frames are sent one at a time.
+func BenchmarkIngestToWHEP(b *testing.B) {
+	frames := fixtureFramesFrom(b, "testdata/h264_nobf_aac.ts") // WebRTC carries no B-frames
+	c, done := benchCore(b)
+	defer done()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	engine, err := webrtc.NewEngine(webrtc.Config{UDPAddr: "127.0.0.1:0", TCPAddr: webrtc.TCPOff, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer engine.Close()
+	r := newRTC(context.Background(), c.host, c.streamCfg, log)
+	c.delivery.live = r.live
+	h := webrtc.NewHandler(engine, r, r)
+	defer h.Close()
+	defer r.close()
+	mux := http.NewServeMux()
+	mux.Handle("/live/{name}/whep", h)
+	mux.Handle("/live/{name}/whep/{id}", h)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	const name = "live/wlat"
+	goLive(b, c, name, "p")
+	send := func(i int) stream.Frame {
+		f := frames[i%len(frames)]
+		loop := int64(i / len(frames))
+		f.PublisherID = "p"
+		f.Frame.DTS += loop * 180000
+		f.Frame.PTS += loop * 180000
+		c.host.Send(stream.Address(name), f)
+		return f
+	}
+	// Prime the stream so the viewer can join, then join.
+	i := 0
+	for ; i < 10; i++ {
+		send(i)
+	}
+	v, code, body := playWHEP(b, srv.URL+"/live/wlat/whep")
+	if code != http.StatusCreated {
+		b.Fatalf("WHEP: %d %s", code, body)
+	}
+	// Feed until the viewer has started (after the next keyframe).
+	for v.videoFrames.Load() == 0 {
+		send(i)
+		i++
+		time.Sleep(33 * time.Millisecond)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		f := send(i)
+		i++
+		if f.Track != "video" {
+			n--
+			continue
+		}
+		before := v.videoFrames.Load()
+		start := time.Now()
+		for v.videoFrames.Load() == before {
+			if time.Since(start) > 2*time.Second {
+				b.Fatalf("frame %d never reached the viewer", i)
+			}
+			runtime.Gosched()
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds()), "p95-µs")
 }

@@ -29,7 +29,7 @@ type whepViewer struct {
 	firstFrame                atomic.Int64 // unix nanos of the first complete video frame
 }
 
-func playWHEP(t *testing.T, url string) (*whepViewer, int, string) {
+func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
 	t.Helper()
 	pc, err := pion.NewPeerConnection(pion.Configuration{})
 	if err != nil {

@@ -257,6 +257,7 @@ func (f *Forwarder) WriteFrame(fr av.Frame, cfg *av.TrackConfig) error {
 	defer f.wmu.Unlock()
 
 	var ts uint32
+	key := true
 	if f.video {
 		if f.bframes {
 			return ErrBFrames
@@ -266,7 +267,8 @@ func (f *Forwarder) WriteFrame(fr av.Frame, cfg *av.TrackConfig) error {
 			return fmt.Errorf("%w (PTS %d after %d, DTS %d)", ErrBFrames, fr.PTS, f.lastPTS, fr.DTS)
 		}
 		f.lastPTS, f.havePTS = fr.PTS, true
-		if err := f.packetizeH264(&fr, cfg); err != nil {
+		var err error
+		if key, err = f.packetizeH264(&fr, cfg); err != nil {
 			return err
 		}
 		ts = uint32(fr.PTS) + f.tsOffset
@@ -280,7 +282,7 @@ func (f *Forwarder) WriteFrame(fr av.Frame, cfg *av.TrackConfig) error {
 	if len(f.payloads) == 0 {
 		return nil
 	}
-	f.fanOut(ts, fr.Key)
+	f.fanOut(ts, key)
 	f.seq += uint16(len(f.payloads))
 	clear(f.payloads) // do not keep the frame's memory alive
 	return nil

@@ -8,10 +8,14 @@ import (
 	"github.com/onair/onair/media/h264"
 )
 
-// packetizeH264 fills f.payloads with the RTP payloads of fr.
-func (f *Forwarder) packetizeH264(fr *av.Frame, cfg *av.TrackConfig) error {
+// packetizeH264 fills f.payloads with the RTP payloads of fr and reports
+// whether it holds an IDR picture (from the NAL unit types, not fr.Key: a
+// viewer may only start on a real IDR).
+func (f *Forwarder) packetizeH264(fr *av.Frame, cfg *av.TrackConfig) (key bool, err error) {
 	f.payloads = f.payloads[:0]
-	var frameSPS, framePPS [][]byte
+	key = h264.IsKeyframe(fr.NALUs)
+	var spsBuf, ppsBuf [4][]byte // no allocation for the usual one of each
+	frameSPS, framePPS := spsBuf[:0], ppsBuf[:0]
 	for _, u := range fr.NALUs {
 		switch h264.Type(u) {
 		case h264.NALUTypeSPS:
@@ -20,52 +24,56 @@ func (f *Forwarder) packetizeH264(fr *av.Frame, cfg *av.TrackConfig) error {
 			framePPS = append(framePPS, u)
 		}
 	}
-	psInFrame := len(frameSPS) > 0 || len(framePPS) > 0
 	switch {
 	case len(frameSPS) > 0:
 		f.sps = keep(f.sps, frameSPS)
-	case fr.Key && cfg != nil && len(cfg.SPS) > 0:
+	case key && cfg != nil && len(cfg.SPS) > 0:
 		f.sps = keep(f.sps, cfg.SPS)
 	}
 	switch {
 	case len(framePPS) > 0:
 		f.pps = keep(f.pps, framePPS)
-	case fr.Key && cfg != nil && len(cfg.PPS) > 0:
+	case key && cfg != nil && len(cfg.PPS) > 0:
 		f.pps = keep(f.pps, cfg.PPS)
 	}
-	if fr.Key && (len(f.sps) == 0 || len(f.pps) == 0) {
-		return fmt.Errorf("%w (PTS %d): pass the stream's av.TrackConfig", ErrNoParameterSets, fr.PTS)
+	if key && (len(f.sps) == 0 || len(f.pps) == 0) {
+		return false, fmt.Errorf("%w (PTS %d): pass the stream's av.TrackConfig", ErrNoParameterSets, fr.PTS)
 	}
 	if len(f.sps) > 0 && len(f.sps[0]) >= 4 {
 		s := f.sps[0]
 		f.profile.Store(1<<16 | uint32(s[1])<<8 | uint32(s[2]))
 	}
 
-	// One SPS and one PPS travel as a STAP-A in front of the next unit;
-	// more (or too big to share a packet) go as single NAL unit packets,
-	// since the payloader's STAP-A holds only the last of each.
-	f.payloader.DisableStapA = len(f.sps) != 1 || len(f.pps) != 1 || 5+len(f.sps[0])+len(f.pps[0]) > mtu
+	// Before an IDR, one SPS and one PPS travel as a STAP-A in front of the
+	// next unit. More (the payloader's STAP-A holds only the last of each),
+	// too big to share a packet, or inside a non-IDR frame (where no unit
+	// may follow them) go as single NAL unit packets.
+	f.payloader.DisableStapA = !key || len(f.sps) != 1 || len(f.pps) != 1 || 5+len(f.sps[0])+len(f.pps[0]) > mtu
 	psSent := false
-	sendPS := func() {
+	sendPS := func(sps, pps bool) {
 		// The payloader may hold on to SPS/PPS until the next unit, so it
 		// gets the forwarder's copies, never the frame's memory.
-		for _, u := range f.sps {
-			f.payloads = append(f.payloads, f.payloader.Payload(mtu, u)...)
+		if sps {
+			for _, u := range f.sps {
+				f.payloads = append(f.payloads, f.payloader.Payload(mtu, u)...)
+			}
 		}
-		for _, u := range f.pps {
-			f.payloads = append(f.payloads, f.payloader.Payload(mtu, u)...)
+		if pps {
+			for _, u := range f.pps {
+				f.payloads = append(f.payloads, f.payloader.Payload(mtu, u)...)
+			}
 		}
 		psSent = true
 	}
-	if fr.Key {
-		sendPS()
+	if key {
+		sendPS(true, true)
 	}
 	for _, u := range fr.NALUs {
 		switch t := h264.Type(u); {
 		case t == h264.NALUTypeSPS || t == h264.NALUTypePPS:
 			// A non-IDR frame may bring parameter sets its slices use.
-			if !psSent && psInFrame {
-				sendPS()
+			if !psSent {
+				sendPS(len(frameSPS) > 0, len(framePPS) > 0)
 			}
 		case t == h264.NALUTypeAUD || t == h264.NALUTypeFiller || t == 0:
 			// WebRTC receivers do not need them; the payloader drops them too.
@@ -73,7 +81,7 @@ func (f *Forwarder) packetizeH264(fr *av.Frame, cfg *av.TrackConfig) error {
 			f.payloads = append(f.payloads, f.payloader.Payload(mtu, u)...)
 		}
 	}
-	return nil
+	return key, nil
 }
 
 // keep returns owned copies of units, reusing old when nothing changed (the

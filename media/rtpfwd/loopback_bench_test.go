@@ -26,10 +26,15 @@ import (
 // time is the sending side's alone.
 const viewerHostEnv = "RTPFWD_VIEWER_HOST"
 
-const (
-	loopbackViewers = 100
-	loopbackSeconds = 5
-)
+const loopbackSeconds = 5
+
+// loopbackViewers is 100, or RTPFWD_LOOPBACK_VIEWERS.
+var loopbackViewers = func() int {
+	if n, err := strconv.Atoi(os.Getenv("RTPFWD_LOOPBACK_VIEWERS")); err == nil && n > 0 {
+		return n
+	}
+	return 100
+}()
 
 // viewerHost speaks a line protocol on stdin/stdout: it prints one offer
 // (JSON) per viewer, reads one answer per viewer, then counts what arrives
@@ -157,11 +162,14 @@ func runLoopback(b *testing.B, track webrtc.TrackLocal, fwd *Forwarder, frames [
 	dec := json.NewDecoder(stdout)
 	enc := json.NewEncoder(stdin)
 	connected := make(chan struct{}, loopbackViewers)
-	for range loopbackViewers {
-		var offer webrtc.SessionDescription
-		if err := dec.Decode(&offer); err != nil {
+	// All offers first: the host writes them all before reading answers.
+	offers := make([]webrtc.SessionDescription, loopbackViewers)
+	for i := range offers {
+		if err := dec.Decode(&offers[i]); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for _, offer := range offers {
 		pc, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			b.Fatal(err)
@@ -240,9 +248,9 @@ func runLoopback(b *testing.B, track webrtc.TrackLocal, fwd *Forwarder, frames [
 		b.Fatal(err)
 	}
 	cpu := tv(after.Utime) + tv(after.Stime) - tv(before.Utime) - tv(before.Stime)
-	b.ReportMetric(cpu/(loopbackViewers*wall)*1e3, "cpu-ms/viewer/s")
+	b.ReportMetric(cpu/(float64(loopbackViewers)*wall)*1e3, "cpu-ms/viewer/s")
 	b.ReportMetric(cpu/wall, "cores")
-	b.ReportMetric(float64(bytes)*8/wall/loopbackViewers/1e6, "Mbit/s/viewer")
+	b.ReportMetric(float64(bytes)*8/wall/float64(loopbackViewers)/1e6, "Mbit/s/viewer")
 	b.ReportMetric(float64(pkts)/wall, "pkts/s")
 }
 

@@ -182,6 +182,13 @@ func (v *viewer) count(kind webrtc.RTPCodecType) int {
 // tests so no loopback socket buffer overflows.
 func (v *viewer) waitCount(t testing.TB, kind webrtc.RTPCodecType, n int) {
 	t.Helper()
+	v.waitUntil(t, func() bool { return v.count(kind) >= n },
+		func() string { return fmt.Sprintf("viewer got %d %v frames, want %d", v.count(kind), kind, n) })
+}
+
+// waitUntil waits, holding v.mu while it checks, until ok is true.
+func (v *viewer) waitUntil(t testing.TB, ok func() bool, failure func() string) {
+	t.Helper()
 	timer := time.AfterFunc(waitFor, func() {
 		v.mu.Lock()
 		v.changed.Broadcast()
@@ -191,9 +198,9 @@ func (v *viewer) waitCount(t testing.TB, kind webrtc.RTPCodecType, n int) {
 	deadline := time.Now().Add(waitFor)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for v.count(kind) < n {
+	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("viewer got %d %v frames, want %d", v.count(kind), kind, n)
+			t.Fatal(failure())
 		}
 		v.changed.Wait()
 	}
@@ -302,6 +309,10 @@ func TestLoopbackJoinMidGOP(t *testing.T) {
 			b.waitCount(t, webrtc.RTPCodecTypeVideo, i-29)
 		}
 		if i == 29 {
+			// The probe may still be on its way; any P-frame sent to b
+			// would also fail checkFrames below.
+			b.waitUntil(t, func() bool { return len(b.pkts[webrtc.RTPCodecTypeVideo]) > 0 },
+				func() string { return "mid-GOP viewer never got the probe" })
 			if got := b.packets(webrtc.RTPCodecTypeVideo); len(got) != 1 || len(got[0].Payload) != 0 {
 				t.Fatalf("mid-GOP viewer got %d packets before the IDR, want only the empty probe", len(got))
 			}
