@@ -24,7 +24,9 @@ import (
 )
 
 // fixtureFrames demuxes the 2 s test fixture (320x240 H.264, GOP 30 at 30 fps, + AAC).
-func fixtureFrames(tb testing.TB) []stream.Frame { return fixtureFramesFrom(tb, "testdata/h264_aac.ts") }
+func fixtureFrames(tb testing.TB) []stream.Frame {
+	return fixtureFramesFrom(tb, "testdata/h264_aac.ts")
+}
 
 func fixtureFramesFrom(tb testing.TB, file string) []stream.Frame {
 	tb.Helper()
