@@ -17,6 +17,7 @@ command -v gcc >/dev/null || need+=(gcc)
 for p in "$@"; do
   case "$p" in
     chromium)
+      command -v npm >/dev/null || need+=(npm)  # hls.js for the LL-HLS browser test
       # The browser tests need both: chromium and the chromedriver that drives it.
       [ -x /usr/bin/chromium ] || need+=(chromium)
       [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)

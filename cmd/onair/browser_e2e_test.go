@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,50 @@ func TestBrowserPlaysSRTOverWHEP(t *testing.T) {
 	_, rms := playInBrowser(t, b, pages, s.url("/live/tv/whep"))
 	if rms < 0.005 {
 		t.Errorf("no audio energy from the bridged AAC (%v)", rms)
+	}
+}
+
+// TestBrowserPlaysLLHLSWithHlsJS: hls.js in Chromium plays the LL-HLS
+// output of an SRT publish in low-latency mode.
+func TestBrowserPlaysLLHLSWithHlsJS(t *testing.T) {
+	requireTools(t)
+	hlsjs, err := os.ReadFile("testdata/hlsjs/node_modules/hls.js/dist/hls.min.js")
+	if err != nil {
+		t.Fatalf("hls.js is missing (task deps-test runs npm ci in cmd/onair/testdata/hlsjs): %v", err)
+	}
+	s := startServer(t, t.TempDir())
+	publish(t, s, pubOpts{streamID: "publish:live/hlsjs"})
+	waitPlaylist(t, s.url("/live/hlsjs/video.m3u8"), 2, 30*time.Second)
+	b, pages := startBrowser(t)
+	p := openPage(t, b, pages+"/player")
+	if _, err := p.Exec(`const s = document.createElement('script'); s.textContent = arguments[0]; document.head.appendChild(s); return Hls.isSupported()`, string(hlsjs)); err != nil {
+		t.Fatalf("loading hls.js: %v", err)
+	}
+	type result struct {
+		Ms      int
+		Latency float64
+		Time    float64
+		Codecs  string
+	}
+	r, err := browser.As[result](p.Exec(`return (async () => {
+		const v = document.getElementById('v');
+		const hls = new Hls({lowLatencyMode: true});
+		window.hls = hls;
+		const codecs = new Set();
+		hls.on(Hls.Events.BUFFER_CODECS, (_, d) => {
+			for (const t of Object.values(d)) { if (t && (t.codec || t.levelCodec)) codecs.add(t.codec || t.levelCodec); }
+		});
+		hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) console.error("hls.js fatal: " + d.details); });
+		hls.loadSource(arguments[0]);
+		hls.attachMedia(v);
+		const ms = await waitFrames(v, 60, 30000);
+		return {ms, latency: hls.latency, time: v.currentTime, codecs: [...codecs].join(",")};
+	})()`, s.url("/live/hlsjs/index.m3u8")))
+	if err != nil {
+		t.Fatalf("hls.js playback: %v", err)
+	}
+	t.Logf("hls.js: 60 frames in %d ms, codecs %s, latency %.2f s behind the live edge", r.Ms, r.Codecs, r.Latency)
+	if r.Time <= 0 || !strings.Contains(r.Codecs, "avc1") {
+		t.Errorf("hls.js result %+v", r)
 	}
 }
