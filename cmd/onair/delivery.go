@@ -11,6 +11,7 @@ import (
 	"github.com/onair/onair/actors/layer"
 	"github.com/onair/onair/actors/packager"
 	"github.com/onair/onair/actors/stream"
+	"github.com/onair/onair/actors/viewer"
 	"github.com/onair/onair/events"
 	"github.com/onair/onair/events/blob"
 	"github.com/onair/onair/media/llhls"
@@ -47,6 +48,11 @@ func (d *delivery) register(h *host.Host) {
 	h.Handle(packager.WantKeyframe{}, func(_ string, e actors.Effect) {
 		if d.keyframe != nil {
 			d.keyframe(e.(packager.WantKeyframe).Stream)
+		}
+	})
+	h.Handle(viewer.RequestKeyframe{}, func(_ string, e actors.Effect) {
+		if d.keyframe != nil {
+			d.keyframe(e.(viewer.RequestKeyframe).Stream)
 		}
 	})
 	h.Handle(stream.LiveFrame{}, func(_ string, e actors.Effect) {

@@ -11,6 +11,7 @@ import (
 	"github.com/onair/onair/actors"
 	"github.com/onair/onair/actors/host"
 	"github.com/onair/onair/actors/stream"
+	"github.com/onair/onair/actors/viewer"
 	"github.com/onair/onair/media/av"
 	"github.com/onair/onair/media/rtpfwd"
 	"github.com/onair/onair/media/transcode"
@@ -127,14 +128,18 @@ func (r *rtc) StartPlay(s *webrtc.PlaySession) (webrtc.PlaySource, error) {
 	if bf {
 		return webrtc.PlaySource{}, fmt.Errorf("%w: stream %q carries H.264 B-frames, which WebRTC cannot play; publish with B-frames off (x264: -bf 0 or -tune zerolatency) or watch over LL-HLS", webrtc.ErrForbidden, name)
 	}
-	r.log.Info("viewer joined", "stream", name, "viewer", s.ID(), "remote", s.Remote(), "protocol", "whep")
+	// Each viewer session is an actor: its lifecycle, statistics and
+	// rate-limited keyframe requests live in a deterministic behaviour.
+	addr := viewer.Address(name, s.ID())
+	if err := r.host.Ensure(addr, func() actors.Behaviour { return viewer.New(name, s.ID()) }); err != nil {
+		return webrtc.PlaySource{}, err
+	}
+	_ = r.host.Send(addr, viewer.Joined{Protocol: "whep", Remote: s.Remote()})
 	return webrtc.PlaySource{
 		Video:             out.video,
 		Audio:             out.audio,
-		OnKeyframeRequest: func() { r.requestKeyframe(name) },
-		OnClose: func(reason string) {
-			r.log.Info("viewer left", "stream", name, "viewer", s.ID(), "reason", reason)
-		},
+		OnKeyframeRequest: func() { _ = r.host.Send(addr, viewer.KeyframeRequest{}) },
+		OnClose:           func(reason string) { _ = r.host.Send(addr, viewer.Left{Reason: reason}) },
 	}, nil
 }
 
