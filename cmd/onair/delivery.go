@@ -33,6 +33,8 @@ type delivery struct {
 	live func(stream.LiveFrame)
 	// keyframe asks a stream's publisher for a keyframe, where the protocol can.
 	keyframe func(stream string)
+	// ended tells real-time outputs that a stream's session is over.
+	ended func(stream string)
 
 	mu     sync.Mutex
 	groups map[string]*llhls.Group // by stream name, the live session's group
@@ -150,6 +152,9 @@ func (d *delivery) closed(e packager.Closed) {
 	d.mu.Unlock()
 	if g != nil {
 		g.End() // players get EXT-X-ENDLIST; the media stays for one window
+	}
+	if d.ended != nil {
+		d.ended(e.Stream)
 	}
 }
 

@@ -29,13 +29,14 @@ type rtc struct {
 	ctx    context.Context
 
 	mu      sync.Mutex
-	outs    map[string]*liveOut                   // streams with WHEP viewers
-	pubs    map[string]*webrtc.PublishSession     // current WHIP publisher per stream
-	configs map[string]map[string]*av.TrackConfig // latest config per stream and track
+	outs    map[string]*liveOut                     // streams with WHEP viewers
+	viewers map[string]map[*webrtc.PlaySession]bool // open WHEP sessions per stream
+	pubs    map[string]*webrtc.PublishSession       // current WHIP publisher per stream
+	configs map[string]map[string]*av.TrackConfig   // latest config per stream and track
 }
 
 func newRTC(ctx context.Context, h *host.Host, cfg stream.Config, log *slog.Logger) *rtc {
-	return &rtc{host: h, stream: cfg, log: log, ctx: ctx, outs: map[string]*liveOut{},
+	return &rtc{host: h, stream: cfg, log: log, ctx: ctx, outs: map[string]*liveOut{}, viewers: map[string]map[*webrtc.PlaySession]bool{},
 		pubs: map[string]*webrtc.PublishSession{}, configs: map[string]map[string]*av.TrackConfig{}}
 }
 
@@ -135,11 +136,22 @@ func (r *rtc) StartPlay(s *webrtc.PlaySession) (webrtc.PlaySource, error) {
 		return webrtc.PlaySource{}, err
 	}
 	_ = r.host.Send(addr, viewer.Joined{Protocol: "whep", Remote: s.Remote()})
+	r.mu.Lock()
+	if r.viewers[name] == nil {
+		r.viewers[name] = map[*webrtc.PlaySession]bool{}
+	}
+	r.viewers[name][s] = true
+	r.mu.Unlock()
 	return webrtc.PlaySource{
 		Video:             out.video,
 		Audio:             out.audio,
 		OnKeyframeRequest: func() { _ = r.host.Send(addr, viewer.KeyframeRequest{}) },
-		OnClose:           func(reason string) { _ = r.host.Send(addr, viewer.Left{Reason: reason}) },
+		OnClose: func(reason string) {
+			r.mu.Lock()
+			delete(r.viewers[name], s)
+			r.mu.Unlock()
+			_ = r.host.Send(addr, viewer.Left{Reason: reason})
+		},
 	}, nil
 }
 
@@ -245,6 +257,25 @@ func (r *rtc) bridgeAAC(o *liveOut, f av.Frame, cfg *av.TrackConfig) {
 		r.log.Warn("AAC to Opus bridge write failed", "stream", o.name, "err", err)
 		o.bridge.Close()
 		o.bridge = nil
+	}
+}
+
+// ended closes a stream's WHEP viewers and its output once the stream
+// has ended (a reconnect within the grace period does not end it).
+func (r *rtc) ended(name string) {
+	r.mu.Lock()
+	o := r.outs[name]
+	delete(r.outs, name)
+	var sessions []*webrtc.PlaySession
+	for s := range r.viewers[name] {
+		sessions = append(sessions, s)
+	}
+	r.mu.Unlock()
+	for _, s := range sessions {
+		s.Close("stream ended")
+	}
+	if o != nil {
+		o.stopOnce.Do(func() { close(o.frames) })
 	}
 }
 

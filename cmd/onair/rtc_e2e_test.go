@@ -415,3 +415,42 @@ func maxInt(a, b int64) int64 {
 	}
 	return b
 }
+
+// TestWHEPViewersClosedWhenStreamEnds: once the grace period is over and the
+// stream ends, its WHEP viewers are told (their sessions close) instead of
+// being left on a frozen picture.
+func TestWHEPViewersClosedWhenStreamEnds(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "-grace", "1s")
+	pub := publish(t, s, pubOpts{streamID: "publish:live/bye"})
+	waitPlaylist(t, s.url("/live/bye/video.m3u8"), 1, 30*time.Second)
+	v, code, body := playWHEP(t, s.url("/live/bye/whep"))
+	if code != http.StatusCreated {
+		t.Fatalf("WHEP: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for v.videoFrames.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("viewer never got a frame")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pub.kill()
+	for !strings.Contains(s.log.String(), `reason="stream ended"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("viewer session not closed after the stream ended")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The resource is gone.
+	req, _ := http.NewRequest(http.MethodDelete, s.url(v.location), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE after the stream ended: %d, want 404", resp.StatusCode)
+	}
+}

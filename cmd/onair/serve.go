@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, ready func(http, 
 		rtcOut = newRTC(ctx, h, streamCfg, log)
 		c.delivery.live = rtcOut.live
 		c.delivery.keyframe = rtcOut.requestKeyframe
+		c.delivery.ended = rtcOut.ended
 		rtcHandler = webrtc.NewHandler(engine, rtcOut, rtcOut)
 		for _, p := range []string{"/live/{name}/whip", "/live/{name}/whip/{id}", "/live/{name}/whep", "/live/{name}/whep/{id}"} {
 			mux.Handle(p, rtcHandler)
