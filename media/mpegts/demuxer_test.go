@@ -65,7 +65,7 @@ type probePacket struct {
 func ffprobe(t *testing.T, name, stream string) []probePacket {
 	t.Helper()
 	if _, err := exec.LookPath("ffprobe"); err != nil {
-		t.Skip("ffprobe not installed")
+		t.Fatal("ffprobe is required (task deps installs ffmpeg)")
 	}
 	out, err := exec.Command("ffprobe", "-v", "error", "-select_streams", stream,
 		"-show_entries", "packet=pts,dts,size,flags", "-of", "json", "testdata/"+name).Output()
@@ -453,7 +453,7 @@ func TestDemuxTruncated(t *testing.T) {
 
 func TestDemuxUnsupportedStreamSkipped(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
+		t.Fatal("ffmpeg is required (task deps installs it)")
 	}
 	// MPEG-2 video and MP3 audio: stream types 0x02 and 0x03.
 	out := t.TempDir() + "/mpeg2.ts"

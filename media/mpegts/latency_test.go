@@ -154,7 +154,7 @@ func TestDemuxAudioLatency(t *testing.T) {
 // whatever the pipe holds.
 func TestDemuxFFmpegPipe(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed")
+		t.Fatal("ffmpeg is required (task deps installs it)")
 	}
 	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
 		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
