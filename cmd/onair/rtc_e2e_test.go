@@ -164,7 +164,6 @@ func TestWHEPErrors(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
 
 // whipPublisher is a pion peer publishing H.264 + Opus files over WHIP,
 // paced in real time, looping.
@@ -367,6 +366,7 @@ func TestWHEPManyViewers(t *testing.T) {
 	waitPlaylist(t, s.url("/live/many/video.m3u8"), 1, 30*time.Second)
 
 	const n = 100
+	rss0, cpu0 := procUsage(t, s.cmd.Process.Pid)
 	viewers := make([]*whepViewer, n)
 	for i := range viewers {
 		v, code, body := playWHEP(t, s.url("/live/many/whep"))
@@ -397,6 +397,12 @@ func TestWHEPManyViewers(t *testing.T) {
 		min, max = minInt(min, f), maxInt(max, f)
 	}
 	t.Logf("%d viewers: every one has >= 3 keyframes; frames per viewer %d..%d", n, min, max)
+	// What the server process spends on them (a reading, not a check).
+	rss1, cpu1 := procUsage(t, s.cmd.Process.Pid)
+	time.Sleep(2 * time.Second)
+	_, cpu2 := procUsage(t, s.cmd.Process.Pid)
+	t.Logf("server: +%.0f KB RSS per viewer; %.1f ms CPU per viewer-second at 100 viewers (joining cost %.2f s CPU)",
+		float64(rss1-rss0)/n, (cpu2-cpu1).Seconds()*1000/2/n, (cpu1 - cpu0).Seconds())
 	if min < 30 {
 		t.Errorf("a viewer got only %d frames", min)
 	}
@@ -453,4 +459,28 @@ func TestWHEPViewersClosedWhenStreamEnds(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("DELETE after the stream ended: %d, want 404", resp.StatusCode)
 	}
+}
+
+// procUsage reads a process's resident memory (KB) and CPU time from /proc.
+func procUsage(t *testing.T, pid int) (rssKB int64, cpu time.Duration) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			fmt.Sscan(f[1], &rssKB)
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return rssKB, time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
 }

@@ -163,10 +163,11 @@ func (e *Engine) newAPI(logs *pionLogs) (*webrtc.API, error) {
 	}
 	ir := &interceptor.Registry{}
 	// A smaller NACK history than pion's 1024 packets: it is kept per
-	// viewer, and half a second of video covers any useful retransmission.
+	// viewer, and 256 packets (over a second of 2 Mbit/s video) covers any
+	// useful retransmission.
 	if err := webrtc.ConfigureNackWithOptions(m, ir,
 		[]nack.GeneratorOption{nack.WithGeneratorLoggerFactory(logs)},
-		nack.ResponderSize(512), nack.WithResponderLoggerFactory(logs)); err != nil {
+		nack.ResponderSize(256), nack.WithResponderLoggerFactory(logs)); err != nil {
 		return nil, fmt.Errorf("webrtc: NACK: %w", err)
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
