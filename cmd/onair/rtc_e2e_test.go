@@ -164,7 +164,6 @@ func TestWHEPErrors(t *testing.T) {
 	}
 }
 
-
 // whipPublisher is a pion peer publishing H.264 + Opus files over WHIP,
 // paced in real time, looping.
 type whipPublisher struct {
