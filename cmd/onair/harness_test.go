@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	onairBin = filepath.Join(dir, "onair")
-	if out, err := exec.Command("go", "build", "-o", onairBin, ".").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", onairBin}
+	if os.Getenv("ONAIR_E2E_RACE") != "" {
+		args = append(args, "-race") // the server under the race detector; races print and exit 66
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building onair: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -111,6 +115,9 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		s.kill(syscall.SIGKILL)
+		if strings.Contains(s.log.String(), "WARNING: DATA RACE") {
+			t.Error("the server hit a data race (ONAIR_E2E_RACE build)")
+		}
 		if t.Failed() {
 			t.Logf("onair log:\n%s", s.log.String())
 		}
