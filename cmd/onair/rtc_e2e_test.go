@@ -27,6 +27,9 @@ type whepViewer struct {
 	videoFrames, audioPackets atomic.Int64
 	keyframes                 atomic.Int64
 	firstFrame                atomic.Int64 // unix nanos of the first complete video frame
+	lastTS                    atomic.Int64 // RTP timestamp of the last video frame, -1 before any
+	backwards                 atomic.Int64 // frames whose RTP timestamp went back
+	maxStep                   atomic.Int64 // largest timestamp step between frames (90 kHz)
 }
 
 func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
@@ -37,6 +40,7 @@ func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
 	}
 	t.Cleanup(func() { pc.Close() })
 	v := &whepViewer{pc: pc}
+	v.lastTS.Store(-1)
 	for _, k := range []pion.RTPCodecType{pion.RTPCodecTypeVideo, pion.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, pion.RTPTransceiverInit{Direction: pion.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
@@ -59,6 +63,16 @@ func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
 				frame = append(frame, payload...)
 			}
 			if p.Marker {
+				if last := v.lastTS.Load(); last >= 0 {
+					step := int64(int32(p.Timestamp - uint32(last)))
+					if step < 0 {
+						v.backwards.Add(1)
+					}
+					if step > v.maxStep.Load() {
+						v.maxStep.Store(step)
+					}
+				}
+				v.lastTS.Store(int64(p.Timestamp))
 				if v.firstFrame.Load() == 0 {
 					v.firstFrame.Store(time.Now().UnixNano())
 				}
@@ -482,4 +496,44 @@ func procUsage(t *testing.T, pid int) (rssKB int64, cpu time.Duration) {
 	fmt.Sscan(f[11], &ut)
 	fmt.Sscan(f[12], &st)
 	return rssKB, time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// TestWHEPAcrossPublisherReconnect: a WHEP viewer stays connected while the
+// SRT publisher is killed and comes back within the grace period; frames
+// resume on the same session and RTP timestamps never go back or jump.
+func TestWHEPAcrossPublisherReconnect(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	pub := publish(t, s, pubOpts{streamID: "publish:live/rec"})
+	waitPlaylist(t, s.url("/live/rec/video.m3u8"), 1, 30*time.Second)
+	v, code, body := playWHEP(t, s.url("/live/rec/whep"))
+	if code != http.StatusCreated {
+		t.Fatalf("WHEP: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for v.videoFrames.Load() < 30 {
+		if time.Now().After(deadline) {
+			t.Fatal("viewer got no frames before the reconnect")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pub.kill()
+	time.Sleep(3 * time.Second)
+	before := v.videoFrames.Load()
+	publish(t, s, pubOpts{streamID: "publish:live/rec"})
+	deadline = time.Now().Add(20 * time.Second)
+	for v.videoFrames.Load() < before+60 {
+		if time.Now().After(deadline) {
+			t.Fatalf("frames did not resume after the reconnect: %d then %d", before, v.videoFrames.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b := v.backwards.Load(); b != 0 {
+		t.Errorf("%d frames went back in RTP time across the reconnect", b)
+	}
+	if m := v.maxStep.Load(); m > 2*3000 {
+		t.Errorf("RTP timestamps jumped by %d ticks across the reconnect (want the stream's continuous timeline)", m)
+	}
+	t.Logf("viewer kept its session: %d frames before, %d after; largest RTP step %d ticks", before, v.videoFrames.Load()-before, v.maxStep.Load())
 }
