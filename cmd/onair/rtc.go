@@ -119,6 +119,12 @@ func (r *rtc) StartPlay(s *webrtc.PlaySession) (webrtc.PlaySource, error) {
 	if st := res.(stream.Status); st.State == stream.Idle {
 		return webrtc.PlaySource{}, fmt.Errorf("%w: stream %q is not live", webrtc.ErrNotFound, name)
 	}
+	r.mu.Lock()
+	vcfg := r.configs[name]["video"]
+	r.mu.Unlock()
+	if vcfg != nil && vcfg.Codec != av.H264 {
+		return webrtc.PlaySource{}, fmt.Errorf("%w: stream %q is %s; WebRTC viewers get H.264 (publish H.264 for WHEP, or watch over LL-HLS)", webrtc.ErrForbidden, name, vcfg.Codec)
+	}
 	out, err := r.out(name)
 	if err != nil {
 		return webrtc.PlaySource{}, err

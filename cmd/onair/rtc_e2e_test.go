@@ -537,3 +537,17 @@ func TestWHEPAcrossPublisherReconnect(t *testing.T) {
 	}
 	t.Logf("viewer kept its session: %d frames before, %d after; largest RTP step %d ticks", before, v.videoFrames.Load()-before, v.maxStep.Load())
 }
+
+// TestWHEPRefusesH265: WebRTC viewers cannot take H.265; the refusal says
+// why and what to do, and LL-HLS keeps serving the stream.
+func TestWHEPRefusesH265(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	publish(t, s, pubOpts{codec: "h265", streamID: "publish:live/hevc"})
+	waitPlaylist(t, s.url("/live/hevc/video.m3u8"), 1, 30*time.Second)
+	_, code, body := playWHEP(t, s.url("/live/hevc/whep"))
+	if code != http.StatusForbidden || !strings.Contains(body, "H.265") || !strings.Contains(body, "LL-HLS") {
+		t.Fatalf("WHEP of an H.265 stream: %d %q", code, body)
+	}
+}
