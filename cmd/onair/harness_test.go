@@ -169,6 +169,7 @@ type publisher struct {
 type pubOpts struct {
 	codec      string // "h264" (default) or "h265"
 	audio      string // "aac" (default) or "opus"
+	bframes    bool   // H.264 with B-frames (x264 without zerolatency)
 	streamID   string
 	passphrase string
 	seconds    int
@@ -180,6 +181,9 @@ func publish(t testing.TB, s *server, o pubOpts) *publisher {
 		o.seconds = 60
 	}
 	vcodec := []string{"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"}
+	if o.bframes {
+		vcodec = []string{"-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "30", "-pix_fmt", "yuv420p"}
+	}
 	if o.codec == "h265" {
 		vcodec = []string{"-c:v", "libx265", "-preset", "ultrafast", "-tune", "zerolatency", "-x265-params", "keyint=30:min-keyint=30:log-level=error", "-pix_fmt", "yuv420p"}
 	}

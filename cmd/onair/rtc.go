@@ -31,12 +31,15 @@ type rtc struct {
 	mu      sync.Mutex
 	outs    map[string]*liveOut                     // streams with WHEP viewers
 	viewers map[string]map[*webrtc.PlaySession]bool // open WHEP sessions per stream
+	lastPTS map[string]int64                        // last video PTS per stream (B-frame detection)
+	bframes map[string]bool                         // streams whose video has B-frames
 	pubs    map[string]*webrtc.PublishSession       // current WHIP publisher per stream
 	configs map[string]map[string]*av.TrackConfig   // latest config per stream and track
 }
 
 func newRTC(ctx context.Context, h *host.Host, cfg stream.Config, log *slog.Logger) *rtc {
 	return &rtc{host: h, stream: cfg, log: log, ctx: ctx, outs: map[string]*liveOut{}, viewers: map[string]map[*webrtc.PlaySession]bool{},
+		lastPTS: map[string]int64{}, bframes: map[string]bool{},
 		pubs: map[string]*webrtc.PublishSession{}, configs: map[string]map[string]*av.TrackConfig{}}
 }
 
@@ -130,7 +133,7 @@ func (r *rtc) StartPlay(s *webrtc.PlaySession) (webrtc.PlaySource, error) {
 		return webrtc.PlaySource{}, err
 	}
 	r.mu.Lock()
-	bf := out.bframes
+	bf := out.bframes || r.bframes[name]
 	r.mu.Unlock()
 	if bf {
 		return webrtc.PlaySource{}, fmt.Errorf("%w: stream %q carries H.264 B-frames, which WebRTC cannot play; publish with B-frames off (x264: -bf 0 or -tune zerolatency) or watch over LL-HLS", webrtc.ErrForbidden, name)
@@ -191,6 +194,16 @@ func (r *rtc) live(lf stream.LiveFrame) {
 			r.configs[lf.Stream] = map[string]*av.TrackConfig{}
 		}
 		r.configs[lf.Stream][lf.Track] = lf.Config
+	}
+	if lf.Track == "video" {
+		// Reordered presentation times mean B-frames, which WebRTC cannot
+		// carry: found here, before any viewer joins, so even the first
+		// one gets a clear refusal instead of a blank picture.
+		if last, ok := r.lastPTS[lf.Stream]; ok && lf.Frame.PTS < last && !r.bframes[lf.Stream] {
+			r.bframes[lf.Stream] = true
+			r.log.Warn("stream has B-frames: WHEP viewers refused; LL-HLS unaffected", "stream", lf.Stream)
+		}
+		r.lastPTS[lf.Stream] = lf.Frame.PTS
 	}
 	o := r.outs[lf.Stream]
 	r.mu.Unlock()
@@ -272,6 +285,8 @@ func (r *rtc) ended(name string) {
 	r.mu.Lock()
 	o := r.outs[name]
 	delete(r.outs, name)
+	delete(r.lastPTS, name)
+	delete(r.bframes, name)
 	var sessions []*webrtc.PlaySession
 	for s := range r.viewers[name] {
 		sessions = append(sessions, s)

@@ -551,3 +551,17 @@ func TestWHEPRefusesH265(t *testing.T) {
 		t.Fatalf("WHEP of an H.265 stream: %d %q", code, body)
 	}
 }
+
+// TestWHEPRefusesBFrames: H.264 with B-frames cannot be carried over
+// WebRTC; even the first viewer gets a clear refusal, LL-HLS plays it.
+func TestWHEPRefusesBFrames(t *testing.T) {
+	requireTools(t)
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	publish(t, s, pubOpts{bframes: true, streamID: "publish:live/bf"})
+	waitPlaylist(t, s.url("/live/bf/video.m3u8"), 1, 30*time.Second)
+	_, code, body := playWHEP(t, s.url("/live/bf/whep"))
+	if code != http.StatusForbidden || !strings.Contains(body, "B-frames") {
+		t.Fatalf("WHEP of a stream with B-frames: %d %q", code, body)
+	}
+}
