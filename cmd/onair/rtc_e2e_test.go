@@ -84,6 +84,19 @@ func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
 			}
 		}
 	})
+	code, body, loc := exchangeSDP(t, pc, url)
+	if code != http.StatusCreated {
+		return nil, code, body
+	}
+	v.location = loc
+	return v, code, body
+}
+
+// exchangeSDP runs the WHIP/WHEP HTTP exchange for pc: the complete offer
+// (ICE gathered) is POSTed; on 201 the answer is applied. It returns the
+// status, the body and the Location of the session resource.
+func exchangeSDP(t testing.TB, pc *pion.PeerConnection, url string) (int, string, string) {
+	t.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -99,14 +112,24 @@ func playWHEP(t testing.TB, url string) (*whepViewer, int, string) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return nil, resp.StatusCode, string(body)
+	if resp.StatusCode == http.StatusCreated {
+		if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	v.location = resp.Header.Get("Location")
-	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
+	return resp.StatusCode, string(body), resp.Header.Get("Location")
+}
+
+// deleteResource DELETEs a WHIP/WHEP session resource and returns the status.
+func deleteResource(t testing.TB, url string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return v, resp.StatusCode, string(body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func splitAnnexB(b []byte) [][]byte { return h264.SplitAnnexB(b) }
@@ -140,14 +163,8 @@ func TestSRTToWHEP(t *testing.T) {
 		time.Duration(v.firstFrame.Load()-start.UnixNano()).Round(time.Millisecond), v.videoFrames.Load(), v.keyframes.Load(), v.audioPackets.Load())
 
 	// DELETE ends the session; the resource is gone afterwards.
-	req, _ := http.NewRequest(http.MethodDelete, s.url(v.location), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("DELETE: %d", resp.StatusCode)
+	if code := deleteResource(t, s.url(v.location)); code != http.StatusOK {
+		t.Errorf("DELETE: %d", code)
 	}
 }
 
@@ -224,27 +241,15 @@ func publishWHIP(t *testing.T, url string) (*whipPublisher, int, string) {
 			}
 		}()
 	}
-	offer, _ := pc.CreateOffer(nil)
-	gathered := pion.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
+	code, body, loc := exchangeSDP(t, pc, url)
+	if code != http.StatusCreated {
 		pc.Close()
-		return nil, resp.StatusCode, string(body)
+		return nil, code, body
 	}
-	if err := pc.SetRemoteDescription(pion.SessionDescription{Type: pion.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		t.Fatal(err)
-	}
-	p := &whipPublisher{pc: pc, location: resp.Header.Get("Location"), stop: make(chan struct{})}
+	p := &whipPublisher{pc: pc, location: loc, stop: make(chan struct{})}
 	t.Cleanup(func() { p.close() })
 	go p.pump(vt, at, vfile, afile)
-	return p, resp.StatusCode, string(body)
+	return p, code, body
 }
 
 func (p *whipPublisher) close() {
@@ -359,14 +364,8 @@ func TestWHIPToLLHLSAndWHEP(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// DELETE of the publisher's resource ends its session.
-	req, _ := http.NewRequest(http.MethodDelete, s.url(pub.location), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("WHIP DELETE: %d", resp.StatusCode)
+	if code := deleteResource(t, s.url(pub.location)); code != http.StatusOK {
+		t.Errorf("WHIP DELETE: %d", code)
 	}
 }
 
@@ -463,14 +462,8 @@ func TestWHEPViewersClosedWhenStreamEnds(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The resource is gone.
-	req, _ := http.NewRequest(http.MethodDelete, s.url(v.location), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("DELETE after the stream ended: %d, want 404", resp.StatusCode)
+	if code := deleteResource(t, s.url(v.location)); code != http.StatusNotFound {
+		t.Errorf("DELETE after the stream ended: %d, want 404", code)
 	}
 }
 
